@@ -1,0 +1,1 @@
+"""Running citystream on a Ray cluster: submission, placement, manifests (issue: cluster)."""

@@ -1,0 +1,241 @@
+"""A task: one parallel instance of a vertex. It hosts the fused operators, tracks the
+watermark over its input channels and routes outputs to channels, whatever the executor."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from engine.operator import MAIN, Collector, Operator, Sink
+from engine.partitioning import Broadcast, Forward, Hash, split_by_hash
+from engine.plan import PhysicalPlan, Vertex, VertexOutput
+from engine.sources import END_OF_INPUT, EventTimeAssigner
+from engine.timeutil import MAX_WATERMARK, MIN_WATERMARK
+from engine.watermarks import WatermarkTracker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Control message: event time has reached ``value`` on this channel."""
+
+    value: int
+
+
+@dataclass(frozen=True)
+class EndOfStream:
+    """Control message: nothing more will come on this channel."""
+
+
+Message = pa.RecordBatch | Watermark | EndOfStream
+
+
+class Transport(Protocol):
+    """How an executor carries a message to channel ``channel`` of task ``subtask`` of ``vertex``."""
+
+    def send(self, vertex: int, subtask: int, channel: int, message: Message) -> None: ...
+
+
+@dataclass
+class TaskMetrics:
+    """Counters of one task; executors read them, the CLI and tests show them."""
+
+    rows_in: int = 0
+    batches_in: int = 0
+    rows_out: dict[str, int] = field(default_factory=dict)
+    unconsumed_rows: dict[str, int] = field(default_factory=dict)
+    watermark: int = MIN_WATERMARK
+
+
+class Task:
+    """Runs the operator chain of ``vertex`` for one subtask."""
+
+    def __init__(self, plan: PhysicalPlan, vertex: Vertex, subtask: int, transport: Transport) -> None:
+        self.plan = plan
+        self.vertex = vertex
+        self.subtask = subtask
+        self.name = vertex.task_name(subtask)
+        self.transport = transport
+        self.channels = plan.channels_into(vertex, subtask)
+        self.tracker = WatermarkTracker(
+            len(self.channels), None if plan.idle_timeout_ms is None else plan.idle_timeout_ms / 1000
+        )
+        self.metrics = TaskMetrics()
+        self.finished = False
+        self.operators: list[Operator] = [node.factory() for node in vertex.nodes]
+        for operator in self.operators:
+            operator.open(subtask, vertex.parallelism)
+        self.collectors = [self._collector(position) for position in range(len(self.operators))]
+        self._sent_watermark: dict[int, int] = {}
+        self._round_robin: dict[int, int] = {}
+        self.source = vertex.nodes[0].source
+        if self.source is not None:
+            self.source.open(subtask, vertex.parallelism)
+
+    # ---- wiring ---------------------------------------------------------------------------
+
+    def _collector(self, position: int) -> Collector:
+        node = self.vertex.nodes[position]
+        emitters: dict[str, Callable[[pa.RecordBatch], None]] = {}
+        for output in node.outputs:
+            external = [i for i, o in enumerate(self.vertex.outputs) if o.position == position and o.output == output]
+            if output == MAIN and position + 1 < len(self.operators):
+                emitters[output] = self._to_next(position + 1)
+            elif external:
+                emitters[output] = self._to_edges(external)
+            else:
+                emitters[output] = self._unconsumed(f"{node.name}.{output}")
+        return Collector(emitters)
+
+    def _to_next(self, position: int) -> Callable[[pa.RecordBatch], None]:
+        operator = self.operators[position]
+
+        def emit(batch: pa.RecordBatch) -> None:
+            operator.process_batch(batch, 0, self.collectors[position])
+
+        return emit
+
+    def _to_edges(self, edges: list[int]) -> Callable[[pa.RecordBatch], None]:
+        def emit(batch: pa.RecordBatch) -> None:
+            for index in edges:
+                self._send_batch(index, self.vertex.outputs[index], batch)
+
+        return emit
+
+    def _unconsumed(self, label: str) -> Callable[[pa.RecordBatch], None]:
+        def count(batch: pa.RecordBatch) -> None:
+            if label not in self.metrics.unconsumed_rows:
+                logger.warning("%s: rows on output %s, which nothing consumes; they are counted", self.name, label)
+            self.metrics.unconsumed_rows[label] = self.metrics.unconsumed_rows.get(label, 0) + batch.num_rows
+
+        return count
+
+    def _send_batch(self, index: int, edge: VertexOutput, batch: pa.RecordBatch) -> None:
+        downstream = self.plan.vertices[edge.downstream]
+        parallelism = downstream.parallelism
+        label = f"{self.vertex.nodes[edge.position].name}.{edge.output}->{edge.downstream}"
+        self.metrics.rows_out[label] = self.metrics.rows_out.get(label, 0) + batch.num_rows
+        partitioning = edge.partitioning
+        if isinstance(partitioning, Forward):
+            self._deliver(edge, self.subtask, batch)
+        elif isinstance(partitioning, Hash):
+            for target, part in enumerate(split_by_hash(batch, partitioning.keys, parallelism)):
+                if part.num_rows:
+                    self._deliver(edge, target, part)
+        elif isinstance(partitioning, Broadcast):
+            for target in range(parallelism):
+                self._deliver(edge, target, batch)
+        else:  # Rebalance
+            target = self._round_robin.get(index, self.subtask) % parallelism
+            self._round_robin[index] = target + 1
+            self._deliver(edge, target, batch)
+
+    def _deliver(self, edge: VertexOutput, target: int, message: Message) -> None:
+        downstream = self.plan.vertices[edge.downstream]
+        channel = self.plan.channel_index(downstream, target, edge.downstream_input, self.subtask)
+        self.transport.send(edge.downstream, target, channel, message)
+
+    def _targets(self, edge: VertexOutput) -> range:
+        if isinstance(edge.partitioning, Forward):
+            return range(self.subtask, self.subtask + 1)
+        return range(self.plan.vertices[edge.downstream].parallelism)
+
+    def _broadcast_control(self, position: int, message: Message) -> None:
+        for index, edge in enumerate(self.vertex.outputs):
+            if edge.position != position:
+                continue
+            if isinstance(message, Watermark):
+                if self._sent_watermark.get(index, MIN_WATERMARK) >= message.value:
+                    continue
+                self._sent_watermark[index] = message.value
+            for target in self._targets(edge):
+                self._deliver(edge, target, message)
+
+    # ---- driving --------------------------------------------------------------------------
+
+    def handle(self, channel: int, message: Message, now: float) -> None:
+        """Processes one message that arrived on input channel ``channel``."""
+        if isinstance(message, pa.RecordBatch):
+            self.tracker.on_activity(channel, now)
+            self.metrics.rows_in += message.num_rows
+            self.metrics.batches_in += 1
+            input_index = self.vertex.inputs[self.channels[channel][0]].input_index
+            self.operators[0].process_batch(message, input_index, self.collectors[0])
+        elif isinstance(message, Watermark):
+            advanced = self.tracker.on_watermark(channel, message.value, now)
+            if advanced is not None:
+                self._advance(advanced)
+        else:
+            advanced = self.tracker.on_end(channel, now)
+            if advanced is not None and advanced != MAX_WATERMARK:
+                self._advance(advanced)
+            if self.tracker.all_ended():
+                self.finish()
+
+    def poll_source(self) -> bool:
+        """Reads one batch from the source (source tasks only); False if none was ready."""
+        assert self.source is not None
+        if self.finished:
+            return False
+        batch = self.source.poll()
+        if batch is END_OF_INPUT:
+            self.finish()
+            return True
+        if batch is None:
+            return False
+        assert isinstance(batch, pa.RecordBatch)
+        assigner = self.operators[0]
+        assert isinstance(assigner, EventTimeAssigner)
+        self.metrics.rows_in += batch.num_rows
+        self.metrics.batches_in += 1
+        assigner.process_batch(batch, 0, self.collectors[0])
+        watermark = assigner.take_watermark()
+        if watermark is not None:
+            self._advance(watermark)
+        return True
+
+    def tick(self, now: float) -> None:
+        """Periodic processing-time hook: idle inputs, operators' timers."""
+        if self.finished:
+            return
+        advanced = self.tracker.on_tick(now)
+        if advanced is not None:
+            self._advance(advanced)
+        for operator, collector in zip(self.operators, self.collectors, strict=True):
+            operator.on_tick(now, collector)
+
+    def _advance(self, watermark: int) -> None:
+        self.metrics.watermark = watermark
+        value: int | None = watermark
+        for position, (operator, collector) in enumerate(zip(self.operators, self.collectors, strict=True)):
+            assert value is not None
+            value = operator.on_watermark(value, collector)
+            if value is None:
+                return
+            self._broadcast_control(position, Watermark(value))
+
+    def finish(self) -> None:
+        """All inputs ended: flush every window and join with the final watermark, then end."""
+        if self.finished:
+            return
+        self._advance(MAX_WATERMARK)
+        for operator in self.operators:
+            operator.close()
+        if self.source is not None:
+            self.source.close()
+        for position in range(len(self.operators)):
+            self._broadcast_control(position, EndOfStream())
+        self.finished = True
+
+    def results(self) -> dict[str, Any]:
+        """What each sink of the chain kept, by sink name."""
+        return {
+            node.name: operator.result()
+            for node, operator in zip(self.vertex.nodes, self.operators, strict=True)
+            if isinstance(operator, Sink)
+        }

@@ -1,0 +1,1 @@
+"""Joins of two keyed streams on event time: as-of (temporal) and interval."""

@@ -1,0 +1,197 @@
+"""Aggregates of windows, computed in two phases: a partial per batch, merged when a window fires.
+
+Each batch is reduced at once to one partial row per (key, bin) with ``Table.group_by``, so
+a window's state is a few rows per key, not its raw rows. Partials merge into partials
+(compaction) and finally into the result columns. ``count_distinct`` keeps the distinct
+(key, bin, value) rows instead, since a distinct count cannot be merged from counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.errors import PlanError
+
+AggFunction = Literal["count", "sum", "min", "max", "mean", "count_distinct", "first", "last"]
+AGG_FUNCTIONS: tuple[str, ...] = ("count", "sum", "min", "max", "mean", "count_distinct", "first", "last")
+_KEEP_NULLS = pc.ScalarAggregateOptions(skip_nulls=False)
+
+
+@dataclass(frozen=True)
+class Agg:
+    """One aggregate of a window: ``function`` over ``column`` (None: count rows), named ``name``."""
+
+    function: str
+    column: str | None
+    name: str
+
+
+def agg(function: AggFunction, column: str | None = None, name: str | None = None) -> Agg:
+    """Declares an aggregate, e.g. ``agg("mean", "confidence", name="avg_confidence")``.
+
+    ``first`` and ``last`` take the value of the row with the earliest / latest event time.
+    ``count`` with no column counts rows; with a column, its non-null values.
+    """
+    if function not in AGG_FUNCTIONS:
+        raise PlanError("window", f"unknown aggregate '{function}'; allowed: {', '.join(AGG_FUNCTIONS)}")
+    if column is None and function != "count":
+        raise PlanError("window", f"aggregate '{function}' needs a column")
+    return Agg(function, column, name or (f"{column}_{function}" if column else function))
+
+
+def normalize_aggs(aggregates: dict[str, tuple[str, str | None]] | list[Agg]) -> list[Agg]:
+    """Accepts ``[agg(...)]`` or ``{"name": ("function", "column")}``."""
+    if isinstance(aggregates, dict):
+        return [agg(function, column, name) for name, (function, column) in aggregates.items()]  # type: ignore[arg-type]
+    return list(aggregates)
+
+
+@dataclass
+class Partials:
+    """Partial aggregates: one table of mergeable columns, one table per distinct count."""
+
+    main: pa.Table
+    distinct: list[pa.Table] = field(default_factory=list)
+
+    @property
+    def num_rows(self) -> int:
+        return self.main.num_rows
+
+    def filter(self, mask_of: object) -> Partials:
+        """Keeps rows where ``mask_of(table)`` is true, in every table."""
+        assert callable(mask_of)
+        return Partials(self.main.filter(mask_of(self.main)), [t.filter(mask_of(t)) for t in self.distinct])
+
+
+class TwoPhaseAggregate:
+    """Computes, merges and finalises the partial aggregates of a list of :class:`Agg`."""
+
+    def __init__(self, operator: str, aggs: list[Agg], schema: pa.Schema, time_column: str) -> None:
+        self.aggs = aggs
+        self.time_column = time_column
+        names = [a.name for a in aggs]
+        for a in aggs:
+            if a.column is not None and schema.get_field_index(a.column) < 0:
+                raise PlanError(operator, f"aggregate '{a.name}' reads an unknown column", a.column)
+            if names.count(a.name) > 1:
+                raise PlanError(operator, f"two aggregates are named '{a.name}'", a.name)
+        self.output_fields = [self._output_field(operator, a, schema) for a in aggs]
+        self.ordered = any(a.function in ("first", "last") for a in aggs)
+        # (input column, function, options) per partial column, and how partial columns merge.
+        self._partial: list[tuple[str | list[str], str, pc.FunctionOptions | None]] = []
+        self._merge: list[str] = []
+        self._distinct_columns: list[str] = []
+        for a in aggs:
+            if a.function == "count":
+                self._partial.append(([], "count_all", None) if a.column is None else (a.column, "count", None))
+                self._merge.append("sum")
+            elif a.function in ("sum", "min", "max"):
+                self._partial.append((a.column or "", a.function, None))
+                self._merge.append(a.function)
+            elif a.function == "mean":
+                self._partial += [(a.column or "", "sum", None), (a.column or "", "count", None)]
+                self._merge += ["sum", "sum"]
+            elif a.function in ("first", "last"):
+                self._partial += [
+                    (time_column, "min" if a.function == "first" else "max", None),
+                    (a.column or "", a.function, _KEEP_NULLS),
+                ]
+                self._merge += ["min" if a.function == "first" else "max", a.function]
+            else:  # count_distinct
+                self._distinct_columns.append(a.column or "")
+        self._partial_names = [f"__p{i}" for i in range(len(self._partial))]
+
+    @staticmethod
+    def _output_field(operator: str, a: Agg, schema: pa.Schema) -> pa.Field:
+        if a.function in ("count", "count_distinct"):
+            return pa.field(a.name, pa.int64())
+        data_type = schema.field(a.column).type  # type: ignore[arg-type]
+        if a.function == "mean":
+            if not (pa.types.is_integer(data_type) or pa.types.is_floating(data_type) or pa.types.is_decimal(data_type)):
+                raise PlanError(operator, f"mean of a {data_type} column is not defined", a.column)
+            return pa.field(a.name, pa.float64())
+        if a.function == "sum":
+            if pa.types.is_integer(data_type):
+                return pa.field(a.name, pa.uint64() if pa.types.is_unsigned_integer(data_type) else pa.int64())
+            if pa.types.is_floating(data_type):
+                return pa.field(a.name, pa.float64())
+            if pa.types.is_decimal(data_type):
+                return pa.field(a.name, data_type)
+            raise PlanError(operator, f"sum of a {data_type} column is not defined", a.column)
+        return pa.field(a.name, data_type)
+
+    def partial(self, table: pa.Table, group: list[str]) -> Partials:
+        """Reduces raw rows to partial aggregates per ``group``."""
+        if self.ordered:
+            table = table.sort_by(self.time_column)
+        grouped = table.group_by(group, use_threads=not self.ordered)
+        main = grouped.aggregate([(c, f, o) if o else (c, f) for c, f, o in self._partial])
+        main = main.rename_columns(group + self._partial_names)
+        distinct = [table.group_by(group + [c]).aggregate([]).rename_columns(group + ["__v"]) for c in self._distinct_columns]
+        return Partials(main, distinct)
+
+    def merge(self, partials: list[Partials], group: list[str]) -> Partials:
+        """Merges partials into one partial row per ``group``."""
+        main = pa.concat_tables([p.main for p in partials])
+        if self.ordered:
+            # Merging first/last needs the partial with the earliest/latest time first.
+            main = main.sort_by([(name, "ascending") for name in self._time_partials()])
+        aggregations = [
+            (name, fn, _KEEP_NULLS) if fn in ("first", "last") else (name, fn)
+            for name, fn in zip(self._partial_names, self._merge, strict=True)
+        ]
+        merged = main.group_by(group, use_threads=not self.ordered).aggregate(aggregations)
+        merged = merged.rename_columns(group + self._partial_names)
+        distinct = [
+            pa.concat_tables([p.distinct[i] for p in partials]).group_by(group + ["__v"]).aggregate([])
+            .rename_columns(group + ["__v"])
+            for i in range(len(self._distinct_columns))
+        ]
+        return Partials(merged, distinct)
+
+    def _time_partials(self) -> list[str]:
+        return [
+            self._partial_names[i]
+            for i, (column, _, _) in enumerate(self._partial)
+            if column == self.time_column and self._merge[i] in ("min", "max")
+        ]
+
+    def finalize(self, partials: list[Partials], group: list[str]) -> pa.Table:
+        """The result: the ``group`` columns, then one column per aggregate, in order."""
+        merged = self.merge(partials, group)
+        main = merged.main
+        distinct_counts: list[pa.ChunkedArray] = []
+        if merged.distinct:
+            # Every group has rows in each distinct table, so sorting both by the group
+            # columns aligns them row for row.
+            order = [(g, "ascending") for g in group]
+            main = main.sort_by(order) if group else main
+            for table in merged.distinct:
+                counted = table.group_by(group).aggregate([("__v", "count")])
+                counted = counted.sort_by(order) if group else counted
+                distinct_counts.append(counted.column(counted.num_columns - 1))
+        columns: list[pa.ChunkedArray] = [main.column(g) for g in group]
+        position = 0
+        distinct_index = 0
+        for a, out_field in zip(self.aggs, self.output_fields, strict=True):
+            if a.function == "count_distinct":
+                columns.append(distinct_counts[distinct_index])
+                distinct_index += 1
+                continue
+            value = main.column(self._partial_names[position])
+            if a.function == "mean":
+                count = main.column(self._partial_names[position + 1])
+                value = pc.divide(value.cast(pa.float64()), pc.if_else(pc.equal(count, 0), None, count).cast(pa.float64()))
+                position += 2
+            elif a.function in ("first", "last"):
+                value = main.column(self._partial_names[position + 1])
+                position += 2
+            else:
+                position += 1
+            columns.append(value.cast(out_field.type))
+        names = group + [a.name for a in self.aggs]
+        return pa.Table.from_arrays(columns, names=names)

@@ -1,0 +1,119 @@
+"""Tumbling and hopping windows: partial aggregates per time bin, merged when a window fires.
+
+Rows are reduced per batch into bins of gcd(size, slide) ms; a window is the merge of the
+bins it covers. A window fires when the watermark passes its end and stays until its end
+plus the allowed lateness, so that late rows within it re-emit the result as an update.
+"""
+
+from __future__ import annotations
+
+from math import gcd
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.operator import LATE, Collector, Operator
+from engine.timeutil import MIN_WATERMARK, time_values
+from operators.window.aggregates import Partials, TwoPhaseAggregate
+from operators.window.common import window_result
+
+_COMPACT_AFTER = 8  # partials kept per bin before they are merged into one
+
+
+class BinnedWindow(Operator):
+    """Keyed (or global) tumbling / hopping window with two-phase aggregation."""
+
+    def __init__(
+        self,
+        keys: list[str],
+        aggregate: TwoPhaseAggregate,
+        size_ms: int,
+        slide_ms: int,
+        allowed_lateness_ms: int,
+        time_column: str,
+        schema: pa.Schema,
+    ) -> None:
+        self.keys = keys
+        self.aggregate = aggregate
+        self.size = size_ms
+        self.slide = slide_ms
+        self.lateness = allowed_lateness_ms
+        self.bin_width = gcd(size_ms, slide_ms)
+        self.time_column = time_column
+        self.schema = schema
+        self.needed = list(dict.fromkeys(keys + [time_column] + [a.column for a in aggregate.aggs if a.column]))
+        self.bins: dict[int, list[Partials]] = {}
+        self.watermark = MIN_WATERMARK
+
+    # A window is identified by its start s (a multiple of slide); it covers [s, s + size).
+    def _windows_of_bin(self, b: int) -> range:
+        last = b // self.slide * self.slide
+        first = (b - self.size) // self.slide * self.slide + self.slide
+        return range(first, last + 1, self.slide)
+
+    def _bin_expired(self, b: int) -> bool:
+        return b // self.slide * self.slide + self.size - 1 + self.lateness <= self.watermark
+
+    def process_batch(self, batch: pa.RecordBatch, input_index: int, out: Collector) -> None:
+        times = time_values(batch.column(self.time_column)).to_numpy(zero_copy_only=False)
+        bins = times // self.bin_width * self.bin_width
+        if self.watermark != MIN_WATERMARK:
+            # Rows whose every window is past its allowed lateness are late.
+            last_end = bins // self.slide * self.slide + self.size
+            late = last_end - 1 + self.lateness <= self.watermark
+            if late.any():
+                late_mask = pa.array(late)
+                out.emit_to(LATE, batch.filter(late_mask))
+                batch = batch.filter(pc.invert(late_mask))
+                bins = bins[~late]
+                if batch.num_rows == 0:
+                    return
+        table = pa.Table.from_batches([batch.select(self.needed)]).append_column("__bin", pa.array(bins))
+        partial = self.aggregate.partial(table, self.keys + ["__bin"])
+        touched_fired: set[int] = set()
+        for b in np.unique(bins).tolist():
+            in_bin = partial.filter(lambda t, b=b: pc.equal(t.column("__bin"), b))
+            per_bin = Partials(in_bin.main.drop_columns(["__bin"]), [d.drop_columns(["__bin"]) for d in in_bin.distinct])
+            stored = self.bins.setdefault(b, [])
+            stored.append(per_bin)
+            if len(stored) > _COMPACT_AFTER:
+                self.bins[b] = [self.aggregate.merge(stored, self.keys)]
+            for start in self._windows_of_bin(b):
+                if start + self.size - 1 <= self.watermark:
+                    touched_fired.add(start)
+        if touched_fired:
+            # Late rows within the allowed lateness: the windows they changed, again, as updates
+            # (for the keys they changed only).
+            changed_keys = partial.main.select(self.keys) if self.keys else None
+            self._fire(sorted(touched_fired), out, is_update=True, only_keys=changed_keys)
+
+    def on_watermark(self, watermark: int, out: Collector) -> int | None:
+        previous, self.watermark = self.watermark, watermark
+        ready: set[int] = set()
+        for b in self.bins:
+            for start in self._windows_of_bin(b):
+                if previous < start + self.size - 1 <= watermark:
+                    ready.add(start)
+        if ready:
+            self._fire(sorted(ready), out, is_update=False, only_keys=None)
+        for b in [b for b in self.bins if self._bin_expired(b)]:
+            del self.bins[b]
+        return watermark
+
+    def _fire(self, starts: list[int], out: Collector, is_update: bool, only_keys: pa.Table | None) -> None:
+        results = []
+        for start in starts:
+            partials = [p for b in range(start, start + self.size, self.bin_width) for p in self.bins.get(b, [])]
+            if not partials:
+                continue
+            result = self.aggregate.finalize(partials, self.keys)
+            if only_keys is not None:
+                result = result.join(only_keys.group_by(self.keys).aggregate([]), self.keys, join_type="left semi")
+                result = result.select(self.keys + [a.name for a in self.aggregate.aggs])
+            starts_array = pa.repeat(pa.scalar(start, pa.int64()), result.num_rows)
+            ends_array = pa.repeat(pa.scalar(start + self.size, pa.int64()), result.num_rows)
+            results.append(window_result(result, starts_array, ends_array, len(self.keys), is_update, self.schema))
+        if results:
+            for batch in pa.concat_tables(results).to_batches():
+                out.emit(batch)
