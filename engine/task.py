@@ -3,6 +3,7 @@ watermark over its input channels and routes outputs to channels, whatever the e
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,7 +74,8 @@ class Task:
         self.collectors = [self._collector(position) for position in range(len(self.operators))]
         self._sent_watermark: dict[int, int] = {}
         self._round_robin: dict[int, int] = {}
-        self.source = vertex.nodes[0].source
+        # Each parallel instance reads its own partition through its own copy of the source.
+        self.source = copy.copy(vertex.nodes[0].source)
         if self.source is not None:
             self.source.open(subtask, vertex.parallelism)
 
