@@ -1,7 +1,7 @@
 """citystream's engine: build a ``Dataflow``, run it with an executor.
 
-    from engine import Dataflow, InlineExecutor, col
-    from operators import Tumbling, agg
+from engine import Dataflow, InlineExecutor, col
+from operators import Tumbling, agg
 """
 
 from engine.dataflow import Dataflow, Stream
@@ -13,7 +13,25 @@ from engine.plan import PhysicalPlan, build_plan
 from engine.sources import GeneratorSource, Source, TableSource
 
 __all__ = [
-    "Dataflow", "Stream", "InlineExecutor", "Executor", "JobResult", "col", "lit", "call", "fn",
-    "Operator", "Collector", "Sink", "Source", "TableSource", "GeneratorSource", "PhysicalPlan",
-    "build_plan", "CitystreamError", "PlanError", "OptionError", "JobFailed",
+    "Dataflow",
+    "Stream",
+    "InlineExecutor",
+    "Executor",
+    "JobResult",
+    "col",
+    "lit",
+    "call",
+    "fn",
+    "Operator",
+    "Collector",
+    "Sink",
+    "Source",
+    "TableSource",
+    "GeneratorSource",
+    "PhysicalPlan",
+    "build_plan",
+    "CitystreamError",
+    "PlanError",
+    "OptionError",
+    "JobFailed",
 ]

@@ -107,24 +107,38 @@ class Dataflow:
         if schema.get_field_index(event_time) < 0:
             raise PlanError(name, f"event-time column does not exist; columns are {schema.names}", event_time)
         if not is_time_type(schema.field(event_time).type):
-            raise PlanError(name, f"event-time column has type {schema.field(event_time).type}; it must be a timestamp, date, integer (epoch ms) or string", event_time)
+            raise PlanError(
+                name,
+                f"event-time column has type {schema.field(event_time).type}; "
+                "it must be a timestamp, date, integer (epoch ms) or string",
+                event_time,
+            )
         bound = to_millis(out_of_orderness, "out_of_orderness")
         checks = dict(validate or {})
         for reason, check in checks.items():
             _check_boolean(name, check, schema, f"validation '{reason}'")
         stream_schema = output_schema(schema, event_time)
-        node = self._add(Node(
-            name=name, inputs=[],
-            outputs={MAIN: stream_schema, DEAD_LETTER: dead_letter_schema(schema)},
-            event_time={MAIN: event_time, DEAD_LETTER: None},
-            factory=lambda: EventTimeAssigner(event_time, bound, time_format, checks),
-            parallelism=parallelism or self.default_parallelism, stateless=False, source=source,
-        ))
+        node = self._add(
+            Node(
+                name=name,
+                inputs=[],
+                outputs={MAIN: stream_schema, DEAD_LETTER: dead_letter_schema(schema)},
+                event_time={MAIN: event_time, DEAD_LETTER: None},
+                factory=lambda: EventTimeAssigner(event_time, bound, time_format, checks),
+                parallelism=parallelism or self.default_parallelism,
+                stateless=False,
+                source=source,
+            )
+        )
         return Stream(self, node, MAIN)
 
     def from_table(
-        self, name: str, data: pa.Table | list[pa.RecordBatch], event_time: str,
-        batch_size: int = 10_000, **options: Any,
+        self,
+        name: str,
+        data: pa.Table | list[pa.RecordBatch],
+        event_time: str,
+        batch_size: int = 10_000,
+        **options: Any,
     ) -> Stream:
         """A bounded source over an in-memory table or list of batches (tests, replays)."""
         return self.source(name, TableSource(data, batch_size), event_time, **options)
@@ -157,19 +171,35 @@ class Stream:
         return Input(self.node, self.output, self.partitioning)
 
     def _derive(
-        self, kind: str, name: str | None, outputs: dict[str, pa.Schema], factory: Callable[[], Operator],
-        stateless: bool, event_time: dict[str, str | None] | None = None,
-        others: list[Stream] | None = None, parallelism: int | None = None, keyed: bool = False,
+        self,
+        kind: str,
+        name: str | None,
+        outputs: dict[str, pa.Schema],
+        factory: Callable[[], Operator],
+        stateless: bool,
+        event_time: dict[str, str | None] | None = None,
+        others: list[Stream] | None = None,
+        parallelism: int | None = None,
+        keyed: bool = False,
         is_sink: bool = False,
     ) -> Node:
         inputs = [self._input()] + [o._input() for o in others or []]
         if event_time is None:
             event_time = {output: (self.event_time if output == MAIN else None) for output in outputs}
-        return self.flow._add(Node(
-            name=name or kind, inputs=inputs, outputs=outputs, event_time=event_time, factory=factory,
-            parallelism=parallelism or (self.node.parallelism if stateless and self.partitioning is None else self.flow.default_parallelism),
-            stateless=stateless, keyed=keyed, is_sink=is_sink,
-        ))
+        return self.flow._add(
+            Node(
+                name=name or kind,
+                inputs=inputs,
+                outputs=outputs,
+                event_time=event_time,
+                factory=factory,
+                parallelism=parallelism
+                or (self.node.parallelism if stateless and self.partitioning is None else self.flow.default_parallelism),
+                stateless=stateless,
+                keyed=keyed,
+                is_sink=is_sink,
+            )
+        )
 
     def with_parallelism(self, parallelism: int) -> Stream:
         """Sets how many parallel tasks run the operator that produces this stream."""
@@ -249,7 +279,9 @@ class Stream:
         return self.select(*kept, name=name, **computed)
 
     def map_batches(
-        self, fn: Callable[[pa.RecordBatch], pa.RecordBatch], schema: pa.Schema | None = None,
+        self,
+        fn: Callable[[pa.RecordBatch], pa.RecordBatch],
+        schema: pa.Schema | None = None,
         name: str | None = None,
     ) -> Stream:
         """Applies a function to every batch. Give the output ``schema``; if omitted it is found
@@ -261,7 +293,9 @@ class Stream:
             try:
                 probe = fn(pa.RecordBatch.from_pylist([], schema=self.schema))
             except Exception as exc:  # the user's function: report any failure as a plan error
-                raise PlanError(name, f"could not find the output schema by calling the function on an empty batch ({exc}); pass schema=") from exc
+                raise PlanError(
+                    name, f"could not find the output schema by calling the function on an empty batch ({exc}); pass schema="
+                ) from exc
             schema = probe.schema
         if schema.get_field_index(self.event_time) < 0 or schema.field(self.event_time).type != EVENT_TIME_TYPE:
             raise PlanError(name, f"the output must keep the event-time column as {EVENT_TIME_TYPE}", self.event_time)
@@ -287,24 +321,38 @@ class Stream:
         name = self.flow._unique_name("union", name)
         for other in others:
             if other.event_time != self.event_time:
-                raise PlanError(name, f"event-time columns differ: '{self.event_time}' and '{other.event_time}'", other.event_time)
+                raise PlanError(
+                    name, f"event-time columns differ: '{self.event_time}' and '{other.event_time}'", other.event_time
+                )
             for f in self.schema:
                 index = other.schema.get_field_index(f.name)
                 if index < 0:
                     raise PlanError(name, f"'{other.node.name}' has no such column", f.name)
                 if other.schema.field(index).type != f.type:
-                    raise PlanError(name, f"type {other.schema.field(index).type} of '{other.node.name}' differs from {f.type}", f.name)
+                    raise PlanError(
+                        name, f"type {other.schema.field(index).type} of '{other.node.name}' differs from {f.type}", f.name
+                    )
             extra = [c for c in other.schema.names if self.schema.get_field_index(c) < 0]
             if extra:
                 raise PlanError(name, f"'{other.node.name}' has columns the others lack: {extra}", extra[0])
-        node = self._derive("union", name, {MAIN: self.schema}, Union, stateless=True, others=list(others),
-                            parallelism=self.flow.default_parallelism)
+        node = self._derive(
+            "union",
+            name,
+            {MAIN: self.schema},
+            Union,
+            stateless=True,
+            others=list(others),
+            parallelism=self.flow.default_parallelism,
+        )
         return Stream(self.flow, node, MAIN)
 
     # ---- stateful transformations ---------------------------------------------------------
 
     def window(
-        self, spec: Any, aggregates: dict[str, tuple[str, str | None]] | list[Agg], name: str | None = None,
+        self,
+        spec: Any,
+        aggregates: dict[str, tuple[str, str | None]] | list[Agg],
+        name: str | None = None,
     ) -> Stream:
         """Aggregates rows per window of event time (and per key after ``key_by``).
 
@@ -318,13 +366,23 @@ class Stream:
         keys = list(self.keys or ())
         factory, schema = build_window(name, spec, keys, aggregates, self.schema, self.event_time)
         outputs = {MAIN: schema, LATE: self.schema}
-        node = self._derive("window", name, outputs, factory, stateless=False,
-                            event_time={MAIN: "window_time", LATE: self.event_time},
-                            parallelism=None if keys else 1, keyed=bool(keys))
+        node = self._derive(
+            "window",
+            name,
+            outputs,
+            factory,
+            stateless=False,
+            event_time={MAIN: "window_time", LATE: self.event_time},
+            parallelism=None if keys else 1,
+            keyed=bool(keys),
+        )
         return Stream(self.flow, node, MAIN)
 
     def asof_join(
-        self, right: Stream, tolerance: Duration | None = None, right_prefix: str = "right_",
+        self,
+        right: Stream,
+        tolerance: Duration | None = None,
+        right_prefix: str = "right_",
         name: str | None = None,
     ) -> Stream:
         """Enriches each row with the latest ``right`` row of the same key at or before its event
@@ -343,15 +401,25 @@ class Stream:
         schema = join_schema(self.schema, right.schema, pairs)
         left_time, right_time = self.event_time, right.event_time
         node = self._derive(
-            "asof_join", name, {MAIN: schema, LATE: self.schema},
+            "asof_join",
+            name,
+            {MAIN: schema, LATE: self.schema},
             lambda: AsofJoin(left_keys, right_keys, left_time, right_time, tolerance_ms, pairs, schema),
-            stateless=False, others=[right], keyed=True, event_time={MAIN: left_time, LATE: left_time},
+            stateless=False,
+            others=[right],
+            keyed=True,
+            event_time={MAIN: left_time, LATE: left_time},
         )
         return Stream(self.flow, node, MAIN)
 
     def interval_join(
-        self, right: Stream, within: Duration | None = None, lower: Duration | None = None,
-        upper: Duration | None = None, right_prefix: str = "right_", name: str | None = None,
+        self,
+        right: Stream,
+        within: Duration | None = None,
+        lower: Duration | None = None,
+        upper: Duration | None = None,
+        right_prefix: str = "right_",
+        name: str | None = None,
     ) -> Stream:
         """Pairs rows of the same key with ``lower <= left time - right time <= upper``.
 
@@ -378,9 +446,13 @@ class Stream:
         schema = join_schema(self.schema, right.schema, pairs)
         left_time, right_time = self.event_time, right.event_time
         node = self._derive(
-            "interval_join", name, {MAIN: schema, LATE: self.schema, LATE_RIGHT: right.schema},
+            "interval_join",
+            name,
+            {MAIN: schema, LATE: self.schema, LATE_RIGHT: right.schema},
             lambda: IntervalJoin(left_keys, right_keys, left_time, right_time, lower_ms, upper_ms, pairs, schema),
-            stateless=False, others=[right], keyed=True,
+            stateless=False,
+            others=[right],
+            keyed=True,
             event_time={MAIN: left_time, LATE: left_time, LATE_RIGHT: right_time},
         )
         return Stream(self.flow, node, MAIN)
@@ -393,11 +465,11 @@ class Stream:
         factory: Callable[[], Operator]
         if isinstance(sink, Sink):
             instance = sink
-            factory = lambda: instance  # noqa: E731 (one instance: the sink the user passed)
+            factory = lambda: instance
             if self.node.parallelism > 1:
                 raise PlanError(name, "a sink instance cannot run as several tasks; pass a function or use parallelism 1")
         elif callable(sink):
-            factory = lambda: CallbackSink(sink)  # noqa: E731
+            factory = lambda: CallbackSink(sink)
         else:
             raise PlanError(name, f"a sink must be a Sink or a function of a batch, not {type(sink).__name__}")
         self._derive("sink", name, {}, factory, stateless=True, is_sink=True)

@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -96,7 +97,7 @@ class InlineExecutor(Executor):
             delivered = self._drain(tasks, queues)
             now = self.clock()
             for task in tasks:
-                self._guard(task, lambda task=task: task.tick(now))
+                self._guard(task, partial(task.tick, now))
             if not produced and not delivered:
                 if all(t.finished for t in sources) and not any(q for qs in queues.values() for q in qs):
                     unfinished = [t.name for t in tasks if not t.finished]
@@ -120,7 +121,7 @@ class InlineExecutor(Executor):
                     while queue:
                         message = queue.popleft()
                         now = self.clock()
-                        self._guard(task, lambda: task.handle(channel, message, now))  # noqa: B023
+                        self._guard(task, partial(task.handle, channel, message, now))
                         progress = delivered = True
         return delivered
 

@@ -148,8 +148,13 @@ class Column(Expr):
 class Literal(Expr):
     value: Any
 
+    def __post_init__(self) -> None:
+        # Converted once: pa.scalar() of a Python value costs more than a filter of 10k rows
+        # (pyarrow probes for optional modules on every conversion).
+        object.__setattr__(self, "_scalar", self.value if isinstance(self.value, pa.Scalar) else pa.scalar(self.value))
+
     def evaluate(self, batch: pa.RecordBatch) -> Any:
-        return pa.scalar(self.value)
+        return self._scalar  # type: ignore[attr-defined]
 
     def columns(self) -> set[str]:
         return set()

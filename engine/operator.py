@@ -49,7 +49,7 @@ class Operator:
     without any runtime; the executor calls the hooks of one instance from one thread.
     """
 
-    def open(self, task_index: int, parallelism: int) -> None:  # noqa: B027
+    def open(self, task_index: int, parallelism: int) -> None:
         """Called once before any batch, with this instance's place among its parallel peers."""
 
     def process_batch(self, batch: pa.RecordBatch, input_index: int, out: Collector) -> None:
@@ -68,16 +68,16 @@ class Operator:
         """The operator's state, taken on a checkpoint barrier."""
         return None
 
-    def restore(self, state: Any) -> None:  # noqa: B027
+    def restore(self, state: Any) -> None:
         """Restores the state a previous ``snapshot`` returned."""
 
-    def on_commit(self, checkpoint_id: int) -> None:  # noqa: B027
+    def on_commit(self, checkpoint_id: int) -> None:
         """The checkpoint ``checkpoint_id`` completed on every task."""
 
-    def on_tick(self, now: float, out: Collector) -> None:  # noqa: B027
+    def on_tick(self, now: float, out: Collector) -> None:
         """Called periodically with the processing time (seconds), for time-based work."""
 
-    def close(self) -> None:  # noqa: B027
+    def close(self) -> None:
         """Called once when the task ends, after the final watermark."""
 
 

@@ -85,7 +85,9 @@ class PhysicalPlan:
         for v in self.vertices:
             lines.append(f"  [{v.id}] {v.name}  x{v.parallelism}")
             for edge in v.inputs:
-                lines.append(f"      <- [{edge.upstream}].{edge.output} {_describe(edge.partitioning)} (input {edge.input_index})")
+                lines.append(
+                    f"      <- [{edge.upstream}].{edge.output} {_describe(edge.partitioning)} (input {edge.input_index})"
+                )
         return "\n".join(lines)
 
 
@@ -124,9 +126,9 @@ def build_plan(flow: Dataflow) -> PhysicalPlan:
         for input_index, (edge, partitioning) in enumerate(zip(node.inputs, partitionings, strict=True)):
             upstream = vertex_of[id(edge.node)]
             vertex.inputs.append(VertexInput(upstream.id, edge.output, partitioning, input_index))
-            upstream.outputs.append(VertexOutput(
-                upstream.nodes.index(edge.node), edge.output, vertex.id, len(vertex.inputs) - 1, partitioning
-            ))
+            upstream.outputs.append(
+                VertexOutput(upstream.nodes.index(edge.node), edge.output, vertex.id, len(vertex.inputs) - 1, partitioning)
+            )
     return PhysicalPlan(flow.name, vertices, flow.idle_timeout_ms)
 
 

@@ -30,13 +30,13 @@ class Source:
 
     schema: pa.Schema
 
-    def open(self, partition: int, partitions: int) -> None:  # noqa: B027
+    def open(self, partition: int, partitions: int) -> None:
         """Prepares to read partition ``partition`` of ``partitions``."""
 
     def poll(self) -> pa.RecordBatch | EndOfInput | None:
         raise NotImplementedError
 
-    def close(self) -> None:  # noqa: B027
+    def close(self) -> None:
         """Releases what the source holds."""
 
 

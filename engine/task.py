@@ -7,7 +7,7 @@ import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import pyarrow as pa
 
@@ -33,7 +33,7 @@ class EndOfStream:
     """Control message: nothing more will come on this channel."""
 
 
-Message = pa.RecordBatch | Watermark | EndOfStream
+Message: TypeAlias = pa.RecordBatch | Watermark | EndOfStream
 
 
 class Transport(Protocol):
@@ -63,9 +63,7 @@ class Task:
         self.name = vertex.task_name(subtask)
         self.transport = transport
         self.channels = plan.channels_into(vertex, subtask)
-        self.tracker = WatermarkTracker(
-            len(self.channels), None if plan.idle_timeout_ms is None else plan.idle_timeout_ms / 1000
-        )
+        self.tracker = WatermarkTracker(len(self.channels), None if plan.idle_timeout_ms is None else plan.idle_timeout_ms / 1000)
         self.metrics = TaskMetrics()
         self.finished = False
         self.operators: list[Operator] = [node.factory() for node in vertex.nodes]

@@ -44,9 +44,7 @@ def is_time_type(data_type: pa.DataType) -> bool:
     )
 
 
-def normalize_event_time(
-    column: pa.Array, time_format: str | None = None
-) -> tuple[pa.Array, pa.Array | None]:
+def normalize_event_time(column: pa.Array, time_format: str | None = None) -> tuple[pa.Array, pa.Array | None]:
     """Converts a raw time column to timestamp[ms, UTC].
 
     Integers are epoch milliseconds; strings are parsed with ``time_format`` (strptime

@@ -78,11 +78,7 @@ class WatermarkTracker:
     def idle_channels(self, now: float) -> list[int]:
         if self._idle_timeout_s is None:
             return []
-        return [
-            i
-            for i, last in enumerate(self._last_active)
-            if not self._ended[i] and now - last >= self._idle_timeout_s
-        ]
+        return [i for i, last in enumerate(self._last_active) if not self._ended[i] and now - last >= self._idle_timeout_s]
 
     def _advance(self, now: float) -> int | None:
         idle = set(self.idle_channels(now))

@@ -56,10 +56,7 @@ class MapBatches(StatelessOperator):
         if result is None:
             return
         if not result.schema.equals(self.schema):
-            raise TypeError(
-                f"map_batches '{self.name}' returned schema {result.schema} "
-                f"but declared {self.schema}"
-            )
+            raise TypeError(f"map_batches '{self.name}' returned schema {result.schema} but declared {self.schema}")
         out.emit(result)
 
 

@@ -30,25 +30,40 @@ def _key_change(table: pa.Table, keys: list[str]) -> pa.Array:
 
 
 def asof_match(
-    left: pa.Table, right: pa.Table, left_keys: list[str], right_keys: list[str],
-    left_time: str, right_time: str, tolerance_ms: int | None,
+    left: pa.Table,
+    right: pa.Table,
+    left_keys: list[str],
+    right_keys: list[str],
+    left_time: str,
+    right_time: str,
+    tolerance_ms: int | None,
 ) -> tuple[pa.Array, pa.Array]:
     """Indices (left row, matching right row or null), vectorised: sort both sides together
     by key and time (right before left at equal time) and carry the last right row forward."""
     n_left, n_right = left.num_rows, right.num_rows
     keys = [f"__k{i}" for i in range(len(left_keys))]
-    combined = pa.concat_tables([
-        pa.table(
-            [left.column(k) for k in left_keys]
-            + [time_values(left.column(left_time)), pa.repeat(1, n_left).cast(pa.int8()), pa.array(range(n_left), pa.int64())],
-            names=keys + ["__t", "__side", "__i"],
-        ),
-        pa.table(
-            [right.column(k) for k in right_keys]
-            + [time_values(right.column(right_time)), pa.repeat(0, n_right).cast(pa.int8()), pa.array(range(n_right), pa.int64())],
-            names=keys + ["__t", "__side", "__i"],
-        ),
-    ]).combine_chunks()
+    combined = pa.concat_tables(
+        [
+            pa.table(
+                [left.column(k) for k in left_keys]
+                + [
+                    time_values(left.column(left_time)),
+                    pa.repeat(1, n_left).cast(pa.int8()),
+                    pa.array(range(n_left), pa.int64()),
+                ],
+                names=keys + ["__t", "__side", "__i"],
+            ),
+            pa.table(
+                [right.column(k) for k in right_keys]
+                + [
+                    time_values(right.column(right_time)),
+                    pa.repeat(0, n_right).cast(pa.int8()),
+                    pa.array(range(n_right), pa.int64()),
+                ],
+                names=keys + ["__t", "__side", "__i"],
+            ),
+        ]
+    ).combine_chunks()
     combined = combined.sort_by([(k, "ascending") for k in keys] + [("__t", "ascending"), ("__side", "ascending")])
     group = pc.cumulative_sum(_key_change(combined, keys).cast(pa.int64()))
     is_right = pc.equal(combined.column("__side"), 0)
@@ -72,8 +87,14 @@ class AsofJoin(Operator):
     """
 
     def __init__(
-        self, left_keys: list[str], right_keys: list[str], left_time: str, right_time: str,
-        tolerance_ms: int | None, right_columns: list[tuple[str, str]], schema: pa.Schema,
+        self,
+        left_keys: list[str],
+        right_keys: list[str],
+        left_time: str,
+        right_time: str,
+        tolerance_ms: int | None,
+        right_columns: list[tuple[str, str]],
+        schema: pa.Schema,
     ) -> None:
         self.left_keys, self.right_keys = left_keys, right_keys
         self.left_time, self.right_time = left_time, right_time
@@ -138,7 +159,9 @@ class AsofJoin(Operator):
         else:
             # The latest row per key at or before the watermark, and everything after it.
             order = right.append_column("__i", pa.array(range(right.num_rows), pa.int64()))
-            order = order.sort_by([(k, "ascending") for k in self.right_keys] + [(self.right_time, "ascending"), ("__i", "ascending")])
+            order = order.sort_by(
+                [(k, "ascending") for k in self.right_keys] + [(self.right_time, "ascending"), ("__i", "ascending")]
+            )
             n = order.num_rows
             last_of_key = pa.concat_arrays([_key_change(order, self.right_keys).slice(1), pa.array([True])])
             sorted_times = time_values(order.column(self.right_time)).combine_chunks()

@@ -7,9 +7,7 @@ import pyarrow as pa
 from engine.errors import PlanError
 
 
-def right_columns(
-    operator: str, left: pa.Schema, right: pa.Schema, right_keys: list[str], prefix: str
-) -> list[tuple[str, str]]:
+def right_columns(operator: str, left: pa.Schema, right: pa.Schema, right_keys: list[str], prefix: str) -> list[tuple[str, str]]:
     """(right column, output name) for every right column but the keys; a name the left
     already has gets ``prefix``."""
     pairs = []
@@ -18,7 +16,9 @@ def right_columns(
             continue
         out = prefix + name if name in left.names else name
         if out in left.names:
-            raise PlanError(operator, f"right column '{name}' would be named '{out}', which the left has; choose another right_prefix", name)
+            raise PlanError(
+                operator, f"right column '{name}' would be named '{out}', which the left has; choose another right_prefix", name
+            )
         pairs.append((name, out))
     return pairs
 
@@ -26,7 +26,9 @@ def right_columns(
 def check_keys(operator: str, left: pa.Schema, right: pa.Schema, left_keys: list[str], right_keys: list[str]) -> None:
     """The key columns exist on both sides, pairwise of the same type."""
     if not left_keys or len(left_keys) != len(right_keys):
-        raise PlanError(operator, f"both sides need the same number of keys (left {left_keys}, right {right_keys}); use key_by on both")
+        raise PlanError(
+            operator, f"both sides need the same number of keys (left {left_keys}, right {right_keys}); use key_by on both"
+        )
     for lk, rk in zip(left_keys, right_keys, strict=True):
         for side, schema, key in (("left", left, lk), ("right", right, rk)):
             if schema.get_field_index(key) < 0:

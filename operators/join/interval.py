@@ -21,8 +21,15 @@ class IntervalJoin(Operator):
     is the left row's; rows behind the watermark go to ``late`` (left) or ``late_right``."""
 
     def __init__(
-        self, left_keys: list[str], right_keys: list[str], left_time: str, right_time: str,
-        lower_ms: int, upper_ms: int, right_columns: list[tuple[str, str]], schema: pa.Schema,
+        self,
+        left_keys: list[str],
+        right_keys: list[str],
+        left_time: str,
+        right_time: str,
+        lower_ms: int,
+        upper_ms: int,
+        right_columns: list[tuple[str, str]],
+        schema: pa.Schema,
     ) -> None:
         self.left_keys, self.right_keys = left_keys, right_keys
         self.left_time, self.right_time = left_time, right_time
@@ -55,8 +62,12 @@ class IntervalJoin(Operator):
             [f"__rk{i}" for i in range(len(self.right_keys))] + list(renamed.values())
         )
         joined = left.join(
-            right_part, self.left_keys, [f"__rk{i}" for i in range(len(self.right_keys))],
-            join_type="inner", use_threads=False, coalesce_keys=True,
+            right_part,
+            self.left_keys,
+            [f"__rk{i}" for i in range(len(self.right_keys))],
+            join_type="inner",
+            use_threads=False,
+            coalesce_keys=True,
         )
         if joined.num_rows == 0:
             return

@@ -28,8 +28,12 @@ class Session:
 
 
 def build_window(
-    operator: str, spec: Any, keys: list[str], aggregates: dict[str, tuple[str, str | None]] | list[Agg],
-    schema: pa.Schema, time_column: str,
+    operator: str,
+    spec: Any,
+    keys: list[str],
+    aggregates: dict[str, tuple[str, str | None]] | list[Agg],
+    schema: pa.Schema,
+    time_column: str,
 ) -> tuple[Callable[[], Operator], pa.Schema]:
     """Checks a window definition against the input schema; returns its factory and schema."""
     aggs = normalize_aggs(aggregates)

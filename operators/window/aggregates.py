@@ -147,7 +147,9 @@ class TwoPhaseAggregate:
         merged = main.group_by(group, use_threads=not self.ordered).aggregate(aggregations)
         merged = merged.rename_columns(group + self._partial_names)
         distinct = [
-            pa.concat_tables([p.distinct[i] for p in partials]).group_by(group + ["__v"]).aggregate([])
+            pa.concat_tables([p.distinct[i] for p in partials])
+            .group_by(group + ["__v"])
+            .aggregate([])
             .rename_columns(group + ["__v"])
             for i in range(len(self._distinct_columns))
         ]

@@ -72,8 +72,11 @@ class BinnedWindow(Operator):
         table = pa.Table.from_batches([batch.select(self.needed)]).append_column("__bin", pa.array(bins))
         partial = self.aggregate.partial(table, self.keys + ["__bin"])
         touched_fired: set[int] = set()
-        for b in np.unique(bins).tolist():
-            in_bin = partial.filter(lambda t, b=b: pc.equal(t.column("__bin"), b))
+        distinct_bins = np.unique(bins).tolist()
+        for b in distinct_bins:
+            in_bin = (
+                partial if len(distinct_bins) == 1 else partial.filter(lambda t, b=b: pa.array(t.column("__bin").to_numpy() == b))
+            )
             per_bin = Partials(in_bin.main.drop_columns(["__bin"]), [d.drop_columns(["__bin"]) for d in in_bin.distinct])
             stored = self.bins.setdefault(b, [])
             stored.append(per_bin)

@@ -61,9 +61,11 @@ class SessionWindow(Operator):
         session = self._session_ids(rows)
         rows = rows.append_column("__sid", session)
         group = self.keys + ["__sid"]
-        stats = rows.group_by(group).aggregate(
-            [(self.time_column, "min"), (self.time_column, "max"), ("__new", "any"), ("__new", "all")]
-        ).rename_columns(group + ["__start", "__last", "__any_new", "__all_new"])
+        stats = (
+            rows.group_by(group)
+            .aggregate([(self.time_column, "min"), (self.time_column, "max"), ("__new", "any"), ("__new", "all")])
+            .rename_columns(group + ["__start", "__last", "__any_new", "__all_new"])
+        )
         stats = stats.sort_by("__sid")
         ends = pc.add(time_values(stats.column("__last")), self.gap)
         complete = pc.less_equal(pc.subtract(ends, 1), watermark)

@@ -1,0 +1,36 @@
+# citystream: `make run` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PACKAGES := engine operators actors protos cluster benchmarks
+
+.PHONY: install run test lint bench lock clean
+
+# The virtual environment, with the locked dependencies (constraints.txt) and citystream itself.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/citystream run
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(PACKAGES) tests
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.engine_throughput
+
+# Re-pins every dependency to what is installed now (after changing pyproject.toml).
+lock: $(STAMP)
+	$(PY) -m pip freeze --exclude-editable | grep -v '^citystream' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
