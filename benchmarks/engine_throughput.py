@@ -29,7 +29,7 @@ from operators import Hopping, Session, Tumbling, agg
 BATCH = 10_000
 WINDOW_MS = 10_000
 SLIDE_MS = 2_000
-GAP_MS = 500
+GAP_MS = 20
 # Converted once, as the engine does with literals (pa.scalar of a Python value is slow).
 THRESHOLD = pa.scalar(0.5)
 RESULTS = Path(__file__).parent / "results"

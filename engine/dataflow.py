@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from datetime import timedelta
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -436,8 +437,8 @@ class Stream:
             bound = to_millis(within, "within")
             lower_ms, upper_ms = -bound, bound
         elif lower is not None and upper is not None:
-            lower_ms = lower if isinstance(lower, int) else -to_millis(-lower, "lower")
-            upper_ms = upper if isinstance(upper, int) else to_millis(upper, "upper")
+            lower_ms = lower if isinstance(lower, int) else _signed_millis(lower, "lower")
+            upper_ms = upper if isinstance(upper, int) else _signed_millis(upper, "upper")
         else:
             raise OptionError("within", within, "a duration, or both lower and upper")
         if lower_ms > upper_ms:
@@ -487,6 +488,14 @@ class Stream:
         name = self.flow._unique_name("count", name)
         self._derive("count", name, {}, CountSink, stateless=True, is_sink=True)
         return name
+
+
+def _signed_millis(value: Duration, option: str) -> int:
+    """An interval-join bound given as a timedelta, of either sign, in ms (to_millis refuses
+    negative durations)."""
+    if isinstance(value, timedelta) and value < timedelta(0):
+        return -to_millis(-value, option)
+    return to_millis(value, option)
 
 
 def _expr_type(operator: str, expr: Expr, schema: pa.Schema, what: str) -> pa.DataType:

@@ -137,15 +137,34 @@ class TwoPhaseAggregate:
     def merge(self, partials: list[Partials], group: list[str]) -> Partials:
         """Merges partials into one partial row per ``group``."""
         main = pa.concat_tables([p.main for p in partials])
-        if self.ordered:
-            # Merging first/last needs the partial with the earliest/latest time first.
-            main = main.sort_by([(name, "ascending") for name in self._time_partials()])
         aggregations = [
             (name, fn, _KEEP_NULLS) if fn in ("first", "last") else (name, fn)
             for name, fn in zip(self._partial_names, self._merge, strict=True)
         ]
-        merged = main.group_by(group, use_threads=not self.ordered).aggregate(aggregations)
-        merged = merged.rename_columns(group + self._partial_names)
+        if not self.ordered:
+            merged = main.group_by(group).aggregate(aggregations).rename_columns(group + self._partial_names)
+        else:
+            # Merging first needs the partials ordered by their earliest time, last by their
+            # latest time: one pass per kind present, aligned by group, each kind's value
+            # columns taken from its own pass.
+            merged = None
+            for kind in ("first", "last"):
+                times = self._time_partials(kind)
+                if not times:
+                    continue
+                ordered = main.sort_by([(times[0], "ascending")])
+                result = ordered.group_by(group, use_threads=False).aggregate(aggregations)
+                result = result.rename_columns(group + self._partial_names)
+                if merged is None:
+                    merged = result
+                    continue
+                if group:
+                    order = [(g, "ascending") for g in group]
+                    merged, result = merged.sort_by(order), result.sort_by(order)
+                for i, fn in enumerate(self._merge):
+                    if fn == kind:
+                        name = self._partial_names[i]
+                        merged = merged.set_column(merged.schema.get_field_index(name), name, result.column(name))
         distinct = [
             pa.concat_tables([p.distinct[i] for p in partials])
             .group_by(group + ["__v"])
@@ -155,11 +174,12 @@ class TwoPhaseAggregate:
         ]
         return Partials(merged, distinct)
 
-    def _time_partials(self) -> list[str]:
+    def _time_partials(self, kind: str) -> list[str]:
+        """The time partials of the ``first`` (or ``last``) aggregates: each is followed by its value."""
         return [
-            self._partial_names[i]
-            for i, (column, _, _) in enumerate(self._partial)
-            if column == self.time_column and self._merge[i] in ("min", "max")
+            self._partial_names[i - 1]
+            for i, fn in enumerate(self._merge)
+            if fn == kind
         ]
 
     def finalize(self, partials: list[Partials], group: list[str]) -> pa.Table:

@@ -71,7 +71,7 @@ class BinnedWindow(Operator):
                     return
         table = pa.Table.from_batches([batch.select(self.needed)]).append_column("__bin", pa.array(bins))
         partial = self.aggregate.partial(table, self.keys + ["__bin"])
-        touched_fired: set[int] = set()
+        touched_fired: dict[int, list[pa.Table]] = {}  # fired window start -> the keys late rows changed in it
         distinct_bins = np.unique(bins).tolist()
         for b in distinct_bins:
             in_bin = (
@@ -83,13 +83,15 @@ class BinnedWindow(Operator):
             if len(stored) > _COMPACT_AFTER:
                 self.bins[b] = [self.aggregate.merge(stored, self.keys)]
             for start in self._windows_of_bin(b):
-                if start + self.size - 1 <= self.watermark:
-                    touched_fired.add(start)
-        if touched_fired:
-            # Late rows within the allowed lateness: the windows they changed, again, as updates
-            # (for the keys they changed only).
-            changed_keys = partial.main.select(self.keys) if self.keys else None
-            self._fire(sorted(touched_fired), out, is_update=True, only_keys=changed_keys)
+                # A fired window still within its allowed lateness (a hopping row may also
+                # fall in windows past it: those are final and their state is gone).
+                if start + self.size - 1 <= self.watermark < start + self.size - 1 + self.lateness:
+                    touched_fired.setdefault(start, []).append(per_bin.main.select(self.keys))
+        # Late rows within the allowed lateness: the windows they changed, again, as updates
+        # (for the keys they changed in that window only).
+        for start in sorted(touched_fired):
+            changed_keys = pa.concat_tables(touched_fired[start]) if self.keys else None
+            self._fire([start], out, is_update=True, only_keys=changed_keys)
 
     def on_watermark(self, watermark: int, out: Collector) -> int | None:
         previous, self.watermark = self.watermark, watermark
