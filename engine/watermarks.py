@@ -83,8 +83,10 @@ class WatermarkTracker:
     def _advance(self, now: float) -> int | None:
         idle = set(self.idle_channels(now))
         active = [w for i, w in enumerate(self._watermarks) if i not in idle]
-        if not active:
-            return None  # every input idle: hold where we are until one speaks again
+        if not active or (idle and min(active) == MAX_WATERMARK):
+            # Every input still open is idle (the others ended): hold where we are until one
+            # speaks again; jumping to MAX would make all it sends later late.
+            return None
         candidate = min(active)
         if candidate > self.current:
             self.current = candidate

@@ -88,12 +88,14 @@ def test_multi_column_keys():
 
 
 def test_other_types_hash():
-    batch = pa.record_batch({
-        "f": pa.array([0.5, 1.5, 0.5]),
-        "t": pa.array([True, False, True]),
-        "ts": pa.array([1000, 2000, 1000], pa.timestamp("ms", "UTC")),
-        "bin": pa.array([b"ab", b"c", b"ab"]),
-    })
+    batch = pa.record_batch(
+        {
+            "f": pa.array([0.5, 1.5, 0.5]),
+            "t": pa.array([True, False, True]),
+            "ts": pa.array([1000, 2000, 1000], pa.timestamp("ms", "UTC")),
+            "bin": pa.array([b"ab", b"c", b"ab"]),
+        }
+    )
     for key in ("f", "t", "ts", "bin"):
         h = hash_keys(batch, [key])
         assert h[0] == h[2] and h[0] != h[1], key

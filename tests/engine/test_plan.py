@@ -99,10 +99,7 @@ def test_explain_text():
     src = flow.from_table("src", TABLE, event_time="ts").with_parallelism(1)
     src.filter(col("v") > 0, name="f").key_by("k").window(Tumbling(1000), [agg("count")], name="w").collect("out")
     assert build_plan(flow).explain() == (
-        "job city: 2 vertices\n"
-        "  [0] src -> f  x1\n"
-        "  [1] w -> out  x2\n"
-        "      <- [0].main hash(k) (input 0)"
+        "job city: 2 vertices\n  [0] src -> f  x1\n  [1] w -> out  x2\n      <- [0].main hash(k) (input 0)"
     )
 
 

@@ -53,8 +53,9 @@ def test_iso_strings_with_and_without_offset():
 
 
 def test_time_format():
-    out, dead, _ = run_source(pa.table({"ts": ["01/01/2024 00:00:05", "31/12/2023 23:59:59"], "v": [1, 2]}),
-                              time_format="%d/%m/%Y %H:%M:%S")
+    out, dead, _ = run_source(
+        pa.table({"ts": ["01/01/2024 00:00:05", "31/12/2023 23:59:59"], "v": [1, 2]}), time_format="%d/%m/%Y %H:%M:%S"
+    )
     assert millis(out) == [JAN_1 + 5000, JAN_1 - 1000]
     assert dead.num_rows == 0
 
@@ -63,7 +64,9 @@ def test_timestamps_of_other_units_and_zones_and_dates():
     seconds = pa.array([1, 2], pa.timestamp("s"))  # naive: UTC
     out, _, _ = run_source(pa.table({"ts": seconds, "v": [1, 2]}))
     assert millis(out) == [1000, 2000]
-    zoned = pa.array([dt.datetime(2024, 1, 1, 1, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))], pa.timestamp("us", "Europe/Paris"))
+    zoned = pa.array(
+        [dt.datetime(2024, 1, 1, 1, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))], pa.timestamp("us", "Europe/Paris")
+    )
     out, _, _ = run_source(pa.table({"ts": zoned, "v": [1]}))
     assert millis(out) == [JAN_1]
     out, _, _ = run_source(pa.table({"ts": pa.array([dt.date(2024, 1, 1)], pa.date32()), "v": [1]}))
@@ -102,10 +105,12 @@ def test_null_integer_event_time_goes_to_the_dead_letter():
 
 
 def test_declared_validation_on_the_source():
-    table = pa.table({
-        "ts": ["2024-01-01T00:00:00", "2024-01-01T00:00:01", "bad", "2024-01-01T00:00:02", "2024-01-01T00:00:03"],
-        "score": [0.5, 1.5, 2.0, None, 1.0],
-    })
+    table = pa.table(
+        {
+            "ts": ["2024-01-01T00:00:00", "2024-01-01T00:00:01", "bad", "2024-01-01T00:00:02", "2024-01-01T00:00:03"],
+            "score": [0.5, 1.5, 2.0, None, 1.0],
+        }
+    )
     check = {"score in [0,1]": (col("score") >= 0) & (col("score") <= 1)}
     out, dead, _ = run_source(table, validate=check)
     assert out["score"].to_pylist() == [0.5, 1.0]
@@ -119,10 +124,12 @@ def test_declared_validation_on_the_source():
 
 
 def test_the_pipeline_continues_after_refused_rows():
-    table = pa.table({
-        "ts": [0, 100, None, 1200, 1300, 2500],
-        "score": [0.1, 5.0, 0.3, 0.4, 0.5, 0.6],
-    })
+    table = pa.table(
+        {
+            "ts": [0, 100, None, 1200, 1300, 2500],
+            "score": [0.1, 5.0, 0.3, 0.4, 0.5, 0.6],
+        }
+    )
     flow = Dataflow("continue")
     src = flow.from_table("src", table, event_time="ts", batch_size=2, validate={"ok": col("score") <= 1})
     src.window(Tumbling(1000), [agg("sum", "score"), agg("count")]).collect("out")
@@ -234,3 +241,41 @@ def test_without_idle_timeout_a_quiet_input_holds_every_window():
     assert state["results_when_quiet_ended"] == 0  # nothing fired until it ended
     out = result.table("out")
     assert out["v_sum"].to_pylist() == [102] + [2] * 9
+
+
+def test_idle_input_that_resumes_after_the_other_ended_drives_the_watermark():
+    schema = pa.schema([("ts", pa.int64()), ("v", pa.int64())])
+    state = {"busy_ended": False, "results": [], "results_when_quiet_ended": None}
+
+    def busy(partition, partitions):
+        for second in range(3):
+            yield pa.record_batch({"ts": [second * 1000], "v": [1]}, schema=schema)
+        state["busy_ended"] = True
+
+    def quiet(partition, partitions):
+        yield pa.record_batch({"ts": [10], "v": [100]}, schema=schema)
+        while not state["busy_ended"]:  # idle while the other one runs and ends
+            yield None
+        for _ in range(5):
+            yield None
+        yield pa.record_batch({"ts": [5000, 6000], "v": [10, 20]}, schema=schema)  # watermark 5999
+        for _ in range(300):
+            if any(t == 5000 for t in state["results"]):
+                break
+            yield None
+        state["results_when_quiet_ended"] = list(state["results"])
+
+    def seen(batch):
+        state["results"].extend(batch.column("window_start").cast(pa.int64()).to_pylist())
+
+    flow = Dataflow("resume", idle_timeout=100)
+    a = flow.source("busy", GeneratorSource(schema, busy), event_time="ts")
+    b = flow.source("quiet", GeneratorSource(schema, quiet), event_time="ts")
+    windowed = a.union(b).window(Tumbling(1000), [agg("sum", "v")])
+    windowed.sink(seen)
+    windowed.collect("out")
+    out = InlineExecutor(clock=fake_clock(), idle_sleep=0).run(flow).table("out")
+    # [5000, 6000) fired on the quiet input's own watermark, before it ended.
+    assert 5000 in state["results_when_quiet_ended"]
+    assert millis(out, "window_start") == [0, 1000, 2000, 5000, 6000]
+    assert out["v_sum"].to_pylist() == [101, 1, 1, 10, 20]

@@ -130,3 +130,18 @@ def test_ended_channel_is_never_idle():
     tracker = WatermarkTracker(2, idle_timeout_s=1.0)
     tracker.on_end(0, now=0.0)
     assert tracker.idle_channels(now=10.0) == [1]
+
+
+def test_idle_channel_speaks_again_after_the_other_ended():
+    tracker = WatermarkTracker(2, idle_timeout_s=1.0)
+    tracker.on_watermark(0, 100, now=0.0)
+    tracker.on_watermark(1, 50, now=0.0)
+    assert tracker.on_watermark(0, 1000, now=2.0) == 1000  # channel 1 idle
+    # Channel 0 ends while channel 1 is idle: channel 1 may still send, so no jump to MAX.
+    assert tracker.on_end(0, now=2.5) is None
+    assert tracker.current == 1000
+    assert not tracker.all_ended()
+    # Channel 1 speaks again: it carries the watermark from now on.
+    assert tracker.on_watermark(1, 1500, now=3.0) == 1500
+    assert tracker.on_watermark(1, 2500, now=3.5) == 2500
+    assert tracker.on_end(1, now=4.0) == MAX_WATERMARK

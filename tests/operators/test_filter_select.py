@@ -7,12 +7,14 @@ import pytest
 from engine import Dataflow, InlineExecutor, JobFailed, call, col, lit
 from engine.timeutil import EVENT_TIME_TYPE
 
-TABLE = pa.table({
-    "ts": [0, 1000, 2000, 3000],
-    "a": [1, 2, 3, 4],
-    "s": ["north", "south", None, "east"],
-    "score": [0.2, 0.9, 0.5, 1.7],
-})
+TABLE = pa.table(
+    {
+        "ts": [0, 1000, 2000, 3000],
+        "a": [1, 2, 3, 4],
+        "s": ["north", "south", None, "east"],
+        "score": [0.2, 0.9, 0.5, 1.7],
+    }
+)
 
 
 def run(build, table=TABLE, **source_options):
@@ -96,7 +98,9 @@ def test_map_batches_with_an_explicit_schema():
 
 def test_map_batches_with_an_inferred_schema():
     def tag(batch):
-        return batch.select(["ts", "a"]).append_column("tag", pc.binary_join_element_wise(pc.cast(batch.column("a"), pa.string()), "x", ""))
+        return batch.select(["ts", "a"]).append_column(
+            "tag", pc.binary_join_element_wise(pc.cast(batch.column("a"), pa.string()), "x", "")
+        )
 
     out, _ = run(lambda s: s.map_batches(tag), batch_size=2)
     assert out.column_names == ["ts", "a", "tag"]
@@ -160,7 +164,9 @@ def test_unconsumed_dead_letter_is_counted():
 def test_union_of_two_sources():
     flow = Dataflow("union")
     first = flow.from_table("first", TABLE.slice(0, 2), event_time="ts")
-    second = flow.from_table("second", pa.table({"ts": [500, 1500], "a": [10, 20], "s": ["x", "y"], "score": [0.0, 0.1]}), event_time="ts")
+    second = flow.from_table(
+        "second", pa.table({"ts": [500, 1500], "a": [10, 20], "s": ["x", "y"], "score": [0.0, 0.1]}), event_time="ts"
+    )
     first.union(second).collect("out")
     out = InlineExecutor().run(flow).table("out")
     assert sorted(zip(millis(out), out["a"].to_pylist(), strict=True)) == [(0, 1), (500, 10), (1000, 2), (1500, 20)]

@@ -68,7 +68,11 @@ def test_tolerance():
     ]
     out, _ = run(LEFT, RIGHT, tolerance=1000)  # the bound is inclusive
     assert sorted(rows(out, ["ts", "d", "right_ts"])) == [
-        (1000, "a", 500), (2000, "a", 1500), (3000, "b", 2000), (5000, "a", 4000), (5000, "c", None),
+        (1000, "a", 500),
+        (2000, "a", 1500),
+        (3000, "b", 2000),
+        (5000, "a", 4000),
+        (5000, "c", None),
     ]
 
 
@@ -119,11 +123,15 @@ def operator(**options):
 
 
 def left_batch(ts, d, x):
-    return pa.record_batch([pa.array(ts, pa.int64()).cast(EVENT_TIME_TYPE), pa.array(d), pa.array(x, pa.int64())], schema=LEFT_SCHEMA)
+    return pa.record_batch(
+        [pa.array(ts, pa.int64()).cast(EVENT_TIME_TYPE), pa.array(d), pa.array(x, pa.int64())], schema=LEFT_SCHEMA
+    )
 
 
 def right_batch(ts, d, temp):
-    return pa.record_batch([pa.array(ts, pa.int64()).cast(EVENT_TIME_TYPE), pa.array(d), pa.array(temp, pa.float64())], schema=RIGHT_SCHEMA)
+    return pa.record_batch(
+        [pa.array(ts, pa.int64()).cast(EVENT_TIME_TYPE), pa.array(d), pa.array(temp, pa.float64())], schema=RIGHT_SCHEMA
+    )
 
 
 def right_state(join):
@@ -156,7 +164,9 @@ def test_left_rows_wait_for_the_watermark():
 
 def test_right_state_is_trimmed_by_the_watermark():
     join, out = operator(), Outputs()
-    join.process_batch(right_batch([100, 200, 300, 2000, 150], ["a", "a", "a", "a", "b"], [1.0, 2.0, 3.0, 4.0, 5.0]), 1, out.collector)
+    join.process_batch(
+        right_batch([100, 200, 300, 2000, 150], ["a", "a", "a", "a", "b"], [1.0, 2.0, 3.0, 4.0, 5.0]), 1, out.collector
+    )
     join.on_watermark(250, out.collector)
     # Per key, the latest row at or before the watermark, and every row after it.
     assert right_state(join) == [("a", 200), ("a", 300), ("a", 2000), ("b", 150)]

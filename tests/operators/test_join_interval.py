@@ -58,7 +58,11 @@ def test_asymmetric_bounds():
     # -500 <= left - right <= 1000: right from 1000 ms before to 500 ms after the left row.
     out, _, _ = run(LEFT, RIGHT, lower=-500, upper=1000)
     assert pairs(out) == [
-        (1000, "a", 500), (1000, "a", 1500), (2000, "a", 1500), (3000, "b", 2000), (5000, "a", 4000),
+        (1000, "a", 500),
+        (1000, "a", 1500),
+        (2000, "a", 1500),
+        (3000, "b", 2000),
+        (5000, "a", 4000),
     ]
     # 200 <= left - right <= 1000: right rows strictly before the left one.
     out, _, _ = run(LEFT, RIGHT, lower=200, upper=1000)
@@ -71,7 +75,11 @@ def test_asymmetric_bounds():
 def test_bounds_given_as_timedelta():
     out, _, _ = run(LEFT, RIGHT, lower=timedelta(milliseconds=-500), upper=timedelta(seconds=1))
     assert pairs(out) == [
-        (1000, "a", 500), (1000, "a", 1500), (2000, "a", 1500), (3000, "b", 2000), (5000, "a", 4000),
+        (1000, "a", 500),
+        (1000, "a", 1500),
+        (2000, "a", 1500),
+        (3000, "b", 2000),
+        (5000, "a", 4000),
     ]
 
 
@@ -134,7 +142,9 @@ def operator(**options):
 
 
 def batch(schema, ts, d, value):
-    return pa.record_batch([pa.array(ts, pa.int64()).cast(EVENT_TIME_TYPE), pa.array(d), pa.array(value, schema.field(2).type)], schema=schema)
+    return pa.record_batch(
+        [pa.array(ts, pa.int64()).cast(EVENT_TIME_TYPE), pa.array(d), pa.array(value, schema.field(2).type)], schema=schema
+    )
 
 
 def buffered(join, side):

@@ -61,13 +61,14 @@ class Case:
         if self.batch_size is not None:
             return self.table.to_batches(max_chunksize=self.batch_size)
         bounds = [0, *self.cuts, self.table.num_rows]
-        return [self.table.slice(a, b - a).to_batches()[0] if b > a else _empty_batch(self.table.schema)
-                for a, b in zip(bounds, bounds[1:], strict=False)]
+        return [
+            self.table.slice(a, b - a).to_batches()[0] if b > a else _empty_batch(self.table.schema)
+            for a, b in zip(bounds, bounds[1:], strict=False)
+        ]
 
     def source(self, flow: Dataflow, name: str):
         if self.batch_size is not None:
-            return flow.from_table(name, self.table, event_time="ts", batch_size=self.batch_size,
-                                   out_of_orderness=self.bound)
+            return flow.from_table(name, self.table, event_time="ts", batch_size=self.batch_size, out_of_orderness=self.bound)
         return flow.from_table(name, self.batches(), event_time="ts", out_of_orderness=self.bound)
 
     def rows(self) -> list[dict]:
@@ -84,8 +85,14 @@ def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
 
 @st.composite
 def cases(
-    draw, max_rows: int = 120, unique_ts: bool | None = None, late: bool = False, id_column: str = "id",
-    extra_columns: bool = True, bounds: tuple[int, ...] = (0, 1, 7, 60, 400), spans: tuple[int, ...] = (15, 300, 3000),
+    draw,
+    max_rows: int = 120,
+    unique_ts: bool | None = None,
+    late: bool = False,
+    id_column: str = "id",
+    extra_columns: bool = True,
+    bounds: tuple[int, ...] = (0, 1, 7, 60, 400),
+    spans: tuple[int, ...] = (15, 300, 3000),
 ) -> Case:
     """A detection table in out-of-order arrival order. With ``late``, some rows arrive
     further behind than the declared bound."""
@@ -166,7 +173,9 @@ def run(case: Case, build, parallelism: int, right: Case | None = None):
     """Builds a flow on the case's source (and a right source), runs it, returns the result."""
     batches = case.batches()
     event(f"batches: {'1' if len(batches) == 1 else '2-9' if len(batches) < 10 else '10+'}")
-    event(f"out of order: {any(a > b for a, b in zip(case.table['ts'].to_pylist(), case.table['ts'].to_pylist()[1:], strict=False))}")
+    event(
+        f"out of order: {any(a > b for a, b in zip(case.table['ts'].to_pylist(), case.table['ts'].to_pylist()[1:], strict=False))}"
+    )
     flow = Dataflow("properties", parallelism=parallelism)
     stream = case.source(flow, "left")
     if right is None:
@@ -195,12 +204,24 @@ def unique_per_key(table: pa.Table, keys: list[str]) -> bool:
 
 
 WINDOW_AGGS = [
-    agg("count"), agg("sum", "score"), agg("min", "score"), agg("max", "score"), agg("mean", "score"),
-    agg("count_distinct", "track"), agg("first", "score"), agg("last", "score"),
+    agg("count"),
+    agg("sum", "score"),
+    agg("min", "score"),
+    agg("max", "score"),
+    agg("mean", "score"),
+    agg("count_distinct", "track"),
+    agg("first", "score"),
+    agg("last", "score"),
 ]
 PYARROW_AGGS = [
-    ([], "count_all"), ("score", "sum"), ("score", "min"), ("score", "max"), ("score", "mean"),
-    ("track", "count_distinct"), ("score", "first"), ("score", "last"),
+    ([], "count_all"),
+    ("score", "sum"),
+    ("score", "min"),
+    ("score", "max"),
+    ("score", "mean"),
+    ("track", "count_distinct"),
+    ("score", "first"),
+    ("score", "last"),
 ]
 SIZES = [1, 7, 100, 250, 1000]
 
@@ -227,11 +248,13 @@ def test_keyed_tumbling_equals_group_by(case: Case, size: int) -> None:
         expected = tumbling_expected(case.table, size, PYARROW_AGGS, ["district"])
         assert_same_windows(by_window(rows, ["district"]), expected, columns)
     # The parallelism changes nothing (scores are exact in binary, so sums are too).
-    key = lambda row: (row["district"], row["window_start"])  # noqa: E731
+    key = lambda row: (row["district"], row["window_start"])
     if unique_per_key(case.table, ["district"]):
         assert sorted(outputs[0], key=key) == sorted(outputs[1], key=key)
     else:  # first/last may differ between equal timestamps
-        strip = lambda rows: sorted(({k: v for k, v in r.items() if k not in ("score_first", "score_last")} for r in rows), key=key)  # noqa: E731
+        strip = lambda rows: sorted(
+            ({k: v for k, v in r.items() if k not in ("score_first", "score_last")} for r in rows), key=key
+        )
         assert strip(outputs[0]) == strip(outputs[1])
 
 
@@ -266,8 +289,12 @@ def hopping_expected(rows: list[dict], size: int, slide: int) -> dict[tuple, dic
             windows[(row["district"], start)].append(row)
             start -= slide
     return {
-        key: {"window_end": key[1] + size, "count": len(members), "score_sum": sum(r["score"] for r in members),
-              "score_max": max(r["score"] for r in members)}
+        key: {
+            "window_end": key[1] + size,
+            "count": len(members),
+            "score_sum": sum(r["score"] for r in members),
+            "score_max": max(r["score"] for r in members),
+        }
         for key, members in windows.items()
     }
 
@@ -304,9 +331,13 @@ def session_expected(rows: list[dict], gap: int) -> dict[tuple, dict]:
         for session in sessions:
             scores = [r["score"] for r in session]
             expected[(district, session[0]["ts"])] = {
-                "window_end": session[-1]["ts"] + gap, "count": len(session), "score_min": min(scores),
-                "score_max": max(scores), "score_sum": sum(scores),
-                "score_first": session[0]["score"], "score_last": session[-1]["score"],
+                "window_end": session[-1]["ts"] + gap,
+                "count": len(session),
+                "score_min": min(scores),
+                "score_max": max(scores),
+                "score_sum": sum(scores),
+                "score_first": session[0]["score"],
+                "score_last": session[-1]["score"],
             }
     return expected
 
@@ -314,7 +345,14 @@ def session_expected(rows: list[dict], gap: int) -> dict[tuple, dict]:
 @PROPERTY
 @given(case=cases(), gap=st.sampled_from([1, 2, 10, 50, 300, 2000]), parallelism=st.sampled_from([1, 2]))
 def test_keyed_session_equals_full_sessions(case: Case, gap: int, parallelism: int) -> None:
-    aggs = [agg("count"), agg("min", "score"), agg("max", "score"), agg("sum", "score"), agg("first", "score"), agg("last", "score")]
+    aggs = [
+        agg("count"),
+        agg("min", "score"),
+        agg("max", "score"),
+        agg("sum", "score"),
+        agg("first", "score"),
+        agg("last", "score"),
+    ]
     result = run(case, lambda s: s.key_by("district").window(Session(gap), aggs).collect("out"), parallelism)
     table = result.table("out")
     assert not any(table.column("is_update").to_pylist())
@@ -352,7 +390,9 @@ def simulate_lateness(case: Case, size: int, lateness: int) -> dict[int, str]:
 
 @PROPERTY
 @given(
-    case=cases(late=True, bounds=(0, 5, 50), spans=(1000, 3000)), size=st.sampled_from([7, 50, 100]), lateness=st.sampled_from([0, 0, 30, 300]),
+    case=cases(late=True, bounds=(0, 5, 50), spans=(1000, 3000)),
+    size=st.sampled_from([7, 50, 100]),
+    lateness=st.sampled_from([0, 0, 30, 300]),
     parallelism=st.sampled_from([1, 2]),
 )
 def test_tumbling_late_rows_are_counted_or_side_output(case: Case, size: int, lateness: int, parallelism: int) -> None:
@@ -378,7 +418,9 @@ def test_tumbling_late_rows_are_counted_or_side_output(case: Case, size: int, la
     assert sum(row["count"] for row in final.values()) + len(late_ids) == case.table.num_rows
     # The final value of each window is the full computation over the rows that were not late.
     kept = case.table.filter(pa.array([i not in set(late_ids) for i in case.table.column("id").to_pylist()], pa.bool_()))
-    expected = tumbling_expected(kept, size, [([], "count_all"), ("score", "sum"), ("score", "max"), ("score", "mean")], ["district"])
+    expected = tumbling_expected(
+        kept, size, [([], "count_all"), ("score", "sum"), ("score", "max"), ("score", "mean")], ["district"]
+    )
     assert_same_windows(final, expected, ["count", "score_sum", "score_max", "score_mean"])
     # Each window is emitted once on time at most; the rest are updates.
     on_time = Counter((r["district"], r["window_start"]) for r in rows if not r["is_update"])
@@ -414,8 +456,10 @@ def asof_expected(left: list[dict], right: list[dict], tolerance: int | None) ->
     expected = []
     for row in left:
         candidates = [
-            r for r in right
-            if r["district"] == row["district"] and r["ts"] <= row["ts"]
+            r
+            for r in right
+            if r["district"] == row["district"]
+            and r["ts"] <= row["ts"]
             and (tolerance is None or row["ts"] - r["ts"] <= tolerance)
         ]
         best = max(candidates, key=lambda r: r["ts"], default=None)
@@ -425,7 +469,9 @@ def asof_expected(left: list[dict], right: list[dict], tolerance: int | None) ->
 
 @PROPERTY
 @given(
-    left=cases(max_rows=100), right=right_cases(), tolerance=st.sampled_from([None, None, 0, 3, 50, 500]),
+    left=cases(max_rows=100),
+    right=right_cases(),
+    tolerance=st.sampled_from([None, None, 0, 3, 50, 500]),
     parallelism=st.sampled_from([1, 2]),
 )
 def test_asof_join_equals_latest_match(left: Case, right: Case, tolerance: int | None, parallelism: int) -> None:
@@ -442,14 +488,15 @@ def test_asof_join_equals_latest_match(left: Case, right: Case, tolerance: int |
     actual = sorted(((r["id"], r["rid"], r["right_ts"], r["temp"]) for r in rows), key=repr)
     assert actual == asof_expected(left.rows(), right.rows(), tolerance)
     # The left columns pass through unchanged.
-    assert sorted(((r["id"], r["ts"], r["district"], r["score"]) for r in rows)) == sorted(
+    assert sorted((r["id"], r["ts"], r["district"], r["score"]) for r in rows) == sorted(
         (r["id"], r["ts"], r["district"], r["score"]) for r in left.rows()
     )
 
 
 @PROPERTY
 @given(
-    left=cases(max_rows=100), right=cases(max_rows=100, id_column="rid", extra_columns=False),
+    left=cases(max_rows=100),
+    right=cases(max_rows=100, id_column="rid", extra_columns=False),
     interval=st.one_of(
         st.builds(lambda w: {"within": w}, st.sampled_from([0, 1, 20, 300])),
         st.tuples(st.integers(-400, 400), st.integers(0, 400)).map(lambda t: {"lower": t[0], "upper": t[0] + t[1]}),
@@ -472,7 +519,8 @@ def test_interval_join_equals_nested_loop(left: Case, right: Case, interval: dic
     actual = sorted((r["id"], r["rid"], r["ts"], r["right_ts"]) for r in as_rows(table))
     expected = sorted(
         (lrow["id"], rrow["rid"], lrow["ts"], rrow["ts"])
-        for lrow in left.rows() for rrow in right.rows()
+        for lrow in left.rows()
+        for rrow in right.rows()
         if lrow["district"] == rrow["district"] and lower <= lrow["ts"] - rrow["ts"] <= upper
     )
     assert actual == expected  # as multisets: every pair exactly once

@@ -27,7 +27,9 @@ def run(table, build, batch_size=10_000):
 
 
 def batch(ts, k, v):
-    return pa.record_batch([pa.array(ts, pa.int64()).cast(EVENT_TIME_TYPE), pa.array(k, pa.string()), pa.array(v, pa.int64())], schema=SCHEMA)
+    return pa.record_batch(
+        [pa.array(ts, pa.int64()).cast(EVENT_TIME_TYPE), pa.array(k, pa.string()), pa.array(v, pa.int64())], schema=SCHEMA
+    )
 
 
 def test_global_hopping_size_twice_the_slide():
@@ -45,8 +47,13 @@ def test_keyed_hopping():
     table = pa.table({"ts": [0, 500, 1200, 1300, 2100], "k": ["a", "b", "a", "b", "a"], "v": [1, 10, 2, 20, 3]})
     out, _ = run(table, lambda s: s.key_by("k").window(Hopping(size=2000, slide=1000), [agg("sum", "v")]))
     assert sorted(rows(out, ["k", "window_start", "v_sum"])) == [
-        ("a", -1000, 1), ("a", 0, 3), ("a", 1000, 5), ("a", 2000, 3),
-        ("b", -1000, 10), ("b", 0, 30), ("b", 1000, 20),
+        ("a", -1000, 1),
+        ("a", 0, 3),
+        ("a", 1000, 5),
+        ("a", 2000, 3),
+        ("b", -1000, 10),
+        ("b", 0, 30),
+        ("b", 1000, 20),
     ]
 
 
@@ -106,12 +113,16 @@ def test_hopping_windows_fire_one_by_one_as_the_watermark_passes():
 
 
 def test_late_rows_and_allowed_lateness():
-    table = pa.table({
-        "ts": [0, 2201, 1800, 2500, 1500, 400, 5000, 1600],
-        "k": ["a"] * 8,
-        "v": [1, 2, 4, 8, 16, 32, 64, 128],
-    })
-    out, late = run(table, lambda s: s.window(Hopping(size=2000, slide=1000, allowed_lateness=500), [agg("sum", "v")]), batch_size=1)
+    table = pa.table(
+        {
+            "ts": [0, 2201, 1800, 2500, 1500, 400, 5000, 1600],
+            "k": ["a"] * 8,
+            "v": [1, 2, 4, 8, 16, 32, 64, 128],
+        }
+    )
+    out, late = run(
+        table, lambda s: s.window(Hopping(size=2000, slide=1000, allowed_lateness=500), [agg("sum", "v")]), batch_size=1
+    )
     assert rows(out, ["window_start", "v_sum", "is_update"]) == [
         (-1000, 1, False),
         (0, 1, False),  # fired by the watermark 2200
@@ -131,7 +142,12 @@ def test_no_update_for_a_hopping_window_past_its_end():
     table = pa.table({"ts": [100, 2000, 1500, 4000], "k": ["a"] * 4, "v": [1, 2, 4, 8]})
     out, late = run(table, lambda s: s.window(Hopping(size=2000, slide=1000), [agg("sum", "v")]), batch_size=1)
     assert rows(out, ["window_start", "v_sum", "is_update"]) == [
-        (-1000, 1, False), (0, 1, False), (1000, 6, False), (2000, 2, False), (3000, 8, False), (4000, 8, False),
+        (-1000, 1, False),
+        (0, 1, False),
+        (1000, 6, False),
+        (2000, 2, False),
+        (3000, 8, False),
+        (4000, 8, False),
     ]
     assert late.num_rows == 0
 
@@ -139,7 +155,9 @@ def test_no_update_for_a_hopping_window_past_its_end():
 @pytest.mark.parametrize("batch_size", [1, 2, 5])
 def test_batching_does_not_change_results(batch_size):
     table = pa.table({"ts": [0, 300, 900, 1200, 1700, 2600], "k": ["a", "b", "a", "b", "a", "b"], "v": [1, 2, 3, 4, 5, 6]})
-    out, _ = run(table, lambda s: s.key_by("k").window(Hopping(1500, 500), [agg("sum", "v"), agg("min", "v")]), batch_size=batch_size)
+    out, _ = run(
+        table, lambda s: s.key_by("k").window(Hopping(1500, 500), [agg("sum", "v"), agg("min", "v")]), batch_size=batch_size
+    )
     expected, _ = run(table, lambda s: s.key_by("k").window(Hopping(1500, 500), [agg("sum", "v"), agg("min", "v")]))
     columns = ["k", "window_start", "v_sum", "v_min"]
     assert sorted(rows(out, columns)) == sorted(rows(expected, columns))

@@ -26,15 +26,19 @@ def run(table, build, batch_size=10_000, out_of_orderness=0):
 
 
 def batch(ts, k, v):
-    return pa.record_batch([pa.array(ts, pa.int64()).cast(EVENT_TIME_TYPE), pa.array(k, pa.string()), pa.array(v, pa.int64())], schema=SCHEMA)
+    return pa.record_batch(
+        [pa.array(ts, pa.int64()).cast(EVENT_TIME_TYPE), pa.array(k, pa.string()), pa.array(v, pa.int64())], schema=SCHEMA
+    )
 
 
 def test_keyed_sessions():
-    table = pa.table({
-        "ts": [0, 300, 1000, 1250, 2500, 2600, 3400],
-        "k": ["a", "a", "b", "a", "a", "b", "b"],
-        "v": [1, 2, 3, 4, 5, 6, 7],
-    })
+    table = pa.table(
+        {
+            "ts": [0, 300, 1000, 1250, 2500, 2600, 3400],
+            "k": ["a", "a", "b", "a", "a", "b", "b"],
+            "v": [1, 2, 3, 4, 5, 6, 7],
+        }
+    )
     out, late = run(table, lambda s: s.key_by("k").window(Session(gap=1000), [agg("sum", "v"), agg("count")]))
     assert out.column_names == ["k", "window_start", "window_end", "window_time", "v_sum", "count", "is_update"]
     assert sorted(rows(out, ["k", "window_start", "window_end", "window_time", "v_sum", "count", "is_update"])) == [
@@ -70,8 +74,12 @@ def test_null_keys_form_a_session_of_their_own():
 def test_a_row_that_bridges_two_sessions_merges_them():
     # With 1000 ms of out-of-orderness, 800 comes in time to join [0, 1000) and [1500, 2500).
     table = pa.table({"ts": [0, 1500, 800, 5000], "k": ["a"] * 4, "v": [1, 2, 4, 8]})
-    out, late = run(table, lambda s: s.window(Session(gap=1000), [agg("sum", "v"), agg("first", "v"), agg("last", "v")]),
-                    batch_size=1, out_of_orderness=1000)
+    out, late = run(
+        table,
+        lambda s: s.window(Session(gap=1000), [agg("sum", "v"), agg("first", "v"), agg("last", "v")]),
+        batch_size=1,
+        out_of_orderness=1000,
+    )
     assert rows(out, ["window_start", "window_end", "v_sum", "v_first", "v_last"]) == [
         (0, 2500, 7, 1, 2),
         (5000, 6000, 8, 8, 8),
@@ -121,8 +129,11 @@ def test_late_rows_go_to_the_late_output():
 
 def test_allowed_lateness_emits_an_update():
     table = pa.table({"ts": [0, 300, 2000, 500, 4000, 100], "k": ["a"] * 6, "v": [1, 2, 4, 8, 16, 32]})
-    out, late = run(table, lambda s: s.key_by("k").window(Session(gap=1000, allowed_lateness=1000), [agg("sum", "v"), agg("count")]),
-                    batch_size=1)
+    out, late = run(
+        table,
+        lambda s: s.key_by("k").window(Session(gap=1000, allowed_lateness=1000), [agg("sum", "v"), agg("count")]),
+        batch_size=1,
+    )
     assert rows(out, ["window_start", "window_end", "v_sum", "count", "is_update"]) == [
         (0, 1300, 3, 2, False),  # fired by the watermark 1999
         # 500 came at watermark 1999, within the lateness (until 2299): fired again by 3999,
@@ -136,11 +147,13 @@ def test_allowed_lateness_emits_an_update():
 
 
 def test_batching_does_not_change_results():
-    table = pa.table({
-        "ts": [0, 150, 400, 1200, 1250, 1900, 3000, 3050],
-        "k": ["a", "b", "a", "b", "a", "a", "b", "b"],
-        "v": [1, 2, 3, 4, 5, 6, 7, 8],
-    })
+    table = pa.table(
+        {
+            "ts": [0, 150, 400, 1200, 1250, 1900, 3000, 3050],
+            "k": ["a", "b", "a", "b", "a", "a", "b", "b"],
+            "v": [1, 2, 3, 4, 5, 6, 7, 8],
+        }
+    )
     expected = None
     for batch_size in (1, 3, 100):
         out, late = run(table, lambda s: s.key_by("k").window(Session(gap=700), [agg("sum", "v")]), batch_size=batch_size)

@@ -31,7 +31,9 @@ def run(table, build, batch_size=10_000, out_of_orderness=0):
 
 
 def batch(ts, k, v):
-    return pa.record_batch([pa.array(ts, pa.int64()).cast(EVENT_TIME_TYPE), pa.array(k, pa.string()), pa.array(v, pa.int64())], schema=SCHEMA)
+    return pa.record_batch(
+        [pa.array(ts, pa.int64()).cast(EVENT_TIME_TYPE), pa.array(k, pa.string()), pa.array(v, pa.int64())], schema=SCHEMA
+    )
 
 
 class Outputs:
@@ -52,11 +54,13 @@ def operator(spec, keys, aggregates):
     return factory()
 
 
-TABLE = pa.table({
-    "ts": [0, 200, 999, 1000, 1500, 2999, 3000],
-    "k": ["a", "b", "a", "a", "b", "b", "a"],
-    "v": [1, 2, 3, 4, 5, 6, 7],
-})
+TABLE = pa.table(
+    {
+        "ts": [0, 200, 999, 1000, 1500, 2999, 3000],
+        "k": ["a", "b", "a", "a", "b", "b", "a"],
+        "v": [1, 2, 3, 4, 5, 6, 7],
+    }
+)
 
 
 def test_keyed_tumbling():
@@ -89,14 +93,23 @@ def test_window_columns():
 
 
 def test_global_tumbling_with_every_aggregate():
-    table = pa.table({
-        "ts": [2000, 100, 900, 500, 1200],
-        "k": ["x", "y", "x", None, "y"],
-        "v": [10, 1, 3, 2, None],
-    })
+    table = pa.table(
+        {
+            "ts": [2000, 100, 900, 500, 1200],
+            "k": ["x", "y", "x", None, "y"],
+            "v": [10, 1, 3, 2, None],
+        }
+    )
     aggregates = [
-        agg("sum", "v"), agg("count"), agg("count", "v", name="v_count"), agg("min", "v"), agg("max", "v"),
-        agg("mean", "v"), agg("first", "k"), agg("last", "k"), agg("count_distinct", "k"),
+        agg("sum", "v"),
+        agg("count"),
+        agg("count", "v", name="v_count"),
+        agg("min", "v"),
+        agg("max", "v"),
+        agg("mean", "v"),
+        agg("first", "k"),
+        agg("last", "k"),
+        agg("count_distinct", "k"),
     ]
     out, _ = run(table, lambda s: s.window(Tumbling(1000), aggregates), batch_size=2, out_of_orderness=5000)
     names = ["window_start", "v_sum", "count", "v_count", "v_min", "v_max", "v_mean", "k_first", "k_last", "k_count_distinct"]
@@ -180,9 +193,12 @@ def test_out_of_orderness_keeps_rows_on_time():
 
 
 def test_allowed_lateness_emits_an_update():
-    table = pa.table({"ts": [0, 100, 1500, 200, 2100, 300, 3200], "k": ["a", "b", "a", "a", "a", "a", "a"], "v": [1, 10, 2, 3, 4, 5, 6]})
+    table = pa.table(
+        {"ts": [0, 100, 1500, 200, 2100, 300, 3200], "k": ["a", "b", "a", "a", "a", "a", "a"], "v": [1, 10, 2, 3, 4, 5, 6]}
+    )
     out, late = run(
-        table, lambda s: s.key_by("k").window(Tumbling(1000, allowed_lateness=1000), [agg("sum", "v"), agg("count")]),
+        table,
+        lambda s: s.key_by("k").window(Tumbling(1000, allowed_lateness=1000), [agg("sum", "v"), agg("count")]),
         batch_size=1,
     )
     assert rows(out, ["k", "window_start", "v_sum", "count", "is_update"]) == [
@@ -219,11 +235,18 @@ def test_allowed_lateness_keeps_state_until_end_plus_lateness():
 def test_batching_does_not_change_results(batch_size):
     out, _ = run(TABLE, lambda s: s.key_by("k").window(Tumbling(1000), [agg("sum", "v"), agg("max", "v")]), batch_size=batch_size)
     assert sorted(rows(out, ["window_start", "k", "v_sum", "v_max"])) == [
-        (0, "a", 4, 3), (0, "b", 2, 2), (1000, "a", 4, 4), (1000, "b", 5, 5), (2000, "b", 6, 6), (3000, "a", 7, 7),
+        (0, "a", 4, 3),
+        (0, "b", 2, 2),
+        (1000, "a", 4, 4),
+        (1000, "b", 5, 5),
+        (2000, "b", 6, 6),
+        (3000, "a", 7, 7),
     ]
 
 
 def test_many_batches_in_one_bin_are_compacted():
     table = pa.table({"ts": list(range(0, 1000, 50)), "k": ["a"] * 20, "v": list(range(20))})
-    out, _ = run(table, lambda s: s.window(Tumbling(1000), [agg("sum", "v"), agg("count"), agg("count_distinct", "v")]), batch_size=1)
+    out, _ = run(
+        table, lambda s: s.window(Tumbling(1000), [agg("sum", "v"), agg("count"), agg("count_distinct", "v")]), batch_size=1
+    )
     assert rows(out, ["window_start", "v_sum", "count", "v_count_distinct"]) == [(0, 190, 20, 20)]
