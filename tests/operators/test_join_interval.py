@@ -173,9 +173,8 @@ def test_buffers_are_trimmed_by_the_watermark_and_the_watermark_held_back():
     out = Collector({"main": emitted.append, "late": emitted.append, "late_right": emitted.append})
     join.process_batch(batch(LEFT_SCHEMA, [1000, 2000], ["a", "a"], [1, 2]), 0, out)
     join.process_batch(batch(RIGHT_SCHEMA, [500, 1500], ["a", "a"], [1.0, 2.0]), 1, out)
-    # A left row can pair with right rows down to its time - upper; a right row with left
-    # rows up to its time + upper... so after watermark W: left rows > W - 500 and right
-    # rows > W - 1000 are kept.
+    # After watermark W every row still to come is later than W, so a left row is kept while
+    # time > W + lower (W - 500) and a right row while time > W - upper (W - 1000).
     forwarded = join.on_watermark(1400, out)
     assert buffered(join, 0) == [(1000,), (2000,)]
     assert buffered(join, 1) == [(500,), (1500,)]
