@@ -176,11 +176,7 @@ class TwoPhaseAggregate:
 
     def _time_partials(self, kind: str) -> list[str]:
         """The time partials of the ``first`` (or ``last``) aggregates: each is followed by its value."""
-        return [
-            self._partial_names[i - 1]
-            for i, fn in enumerate(self._merge)
-            if fn == kind
-        ]
+        return [self._partial_names[i - 1] for i, fn in enumerate(self._merge) if fn == kind]
 
     def finalize(self, partials: list[Partials], group: list[str]) -> pa.Table:
         """The result: the ``group`` columns, then one column per aggregate, in order."""

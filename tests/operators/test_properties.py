@@ -8,9 +8,11 @@ late. The operators' output must then equal a batch computation over the full ta
 ``group_by`` or plain Python), whatever the batches, the arrival order and the parallelism.
 
 The late-data properties deliver some rows further behind than B and check that no row is
-lost: each is counted in a window or comes out of ``late()``, and a row is late exactly when
-the watermark (max ts of the batches before it - B - 1) had passed its window's end plus the
-allowed lateness.
+lost: each is counted in a window or comes out of ``late()``. With one task they also replay
+the watermark (max ts of the batches before a batch - B - 1): a row is late exactly when it
+had passed the end plus allowed lateness of all the row's windows, a window's final value
+covers the rows that came before that point, and each batch bringing rows to a window that
+already fired re-emits it once, as an update.
 
 Scores are multiples of 1/4, so float sums are exact whatever the order of addition and
 results of different parallelisms can be compared for equality.
@@ -36,7 +38,7 @@ MIN_WM = -(2**63)
 PROPERTY = settings(
     max_examples=30,
     deadline=None,
-    database=None,  # no .hypothesis directory in the repository
+    database=None,  # do not save failing examples between runs
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
@@ -98,8 +100,9 @@ def cases(
     """A detection table in out-of-order arrival order. With ``late``, some rows arrive
     further behind than the declared bound.
 
-    Rows are drawn as one list of tuples (offset, district, score, track, jitter), so that
-    hypothesis shrinks a failing table by deleting rows."""
+    Rows are tuples (offset, district, score, track, jitter) drawn as a list of chunks:
+    hypothesis draws short lists, and a list of lists is long enough while still shrinking
+    well (by deleting chunks, then rows)."""
     span = draw(st.sampled_from(spans))
     bound = draw(st.sampled_from(bounds))
     key_count = draw(st.integers(1, len(DISTRICTS)))
@@ -115,9 +118,11 @@ def cases(
         st.integers(0, 4),
         st.builds(lambda j, d: j + d, st.integers(0, bound), delay),
     )
-    # Unique event times when asked (so first/last and as-of matches are unambiguous).
-    at_least = draw(st.integers(1, max_rows))  # else hypothesis draws mostly short lists
-    rows = draw(st.lists(row, min_size=at_least, max_size=max_rows, unique_by=(lambda r: r[0]) if unique else None))
+    chunks = draw(st.lists(st.lists(row, min_size=3, max_size=30), min_size=1, max_size=12))
+    rows = [r for chunk in chunks for r in chunk][:max_rows]
+    if unique:  # unique event times (so first/last and as-of matches are unambiguous)
+        seen: set[int] = set()
+        rows = [r for r in rows if not (r[0] in seen or seen.add(r[0]))]  # the first row of each time
     n = len(rows)
     order = sorted(range(n), key=lambda i: (rows[i][0] + rows[i][4], i))
     columns = {
@@ -177,12 +182,11 @@ def assert_same_windows(actual: dict[tuple, dict], expected: dict[tuple, dict], 
 
 def run(case: Case, build, parallelism: int, right: Case | None = None):
     """Builds a flow on the case's source (and a right source), runs it, returns the result."""
-    batches = case.batches()
-    event(f"rows: {'<10' if case.table.num_rows < 10 else '10-49' if case.table.num_rows < 50 else '50+'}")
-    event(f"batches: {'1' if len(batches) == 1 else '2-9' if len(batches) < 10 else '10+'}")
-    event(
-        f"out of order: {any(a > b for a, b in zip(case.table['ts'].to_pylist(), case.table['ts'].to_pylist()[1:], strict=False))}"
-    )
+    # What was drawn (pytest --hypothesis-show-statistics).
+    n, batches, ts = case.table.num_rows, len(case.batches()), case.table["ts"].to_pylist()
+    event(f"rows: {'<10' if n < 10 else '10-49' if n < 50 else '50+'}")
+    event(f"batches: {'1' if batches == 1 else '2-9' if batches < 10 else '10+'}")
+    event(f"out of order: {any(a > b for a, b in zip(ts, ts[1:], strict=False))}")
     flow = Dataflow("properties", parallelism=parallelism)
     stream = case.source(flow, "left")
     if right is None:
@@ -280,11 +284,20 @@ def test_tumbling_first_last_with_unique_times(case: Case, size: int, parallelis
 @PROPERTY
 @given(case=cases(), size=st.sampled_from(SIZES), parallelism=st.sampled_from([1, 2]))
 def test_global_tumbling_count(case: Case, size: int, parallelism: int) -> None:
-    result = run(case, lambda s: s.window(Tumbling(size), [agg("count"), agg("sum", "score")]).collect("out"), parallelism)
+    aggs = [agg("count"), agg("sum", "score"), agg("first", "score"), agg("last", "score")]
+    result = run(case, lambda s: s.window(Tumbling(size), aggs).collect("out"), parallelism)
     rows = as_rows(result.table("out"))
-    assert all(set(row) == {"window_start", "window_end", "window_time", "count", "score_sum", "is_update"} for row in rows)
-    expected = tumbling_expected(case.table, size, [([], "count_all"), ("score", "sum")], [])
-    assert_same_windows(by_window(rows, []), expected, ["window_end", "count", "score_sum"])
+    assert all(
+        list(row) == ["window_start", "window_end", "window_time", "count", "score_sum", "score_first", "score_last", "is_update"]
+        for row in rows
+    )
+    expected = tumbling_expected(
+        case.table, size, [([], "count_all"), ("score", "sum"), ("score", "first"), ("score", "last")], []
+    )
+    columns = ["window_end", "count", "score_sum"]
+    if unique_per_key(case.table, []):
+        columns += ["score_first", "score_last"]
+    assert_same_windows(by_window(rows, []), expected, columns)
 
 
 def hopping_expected(rows: list[dict], size: int, slide: int) -> dict[tuple, dict]:
@@ -373,40 +386,52 @@ def test_keyed_session_equals_full_sessions(case: Case, gap: int, parallelism: i
 # ---- late rows ------------------------------------------------------------------------------
 
 
-def simulate_lateness(case: Case, size: int, lateness: int) -> dict[int, str]:
-    """For one source task feeding one window task: each row id -> "on_time", "allowed"
-    (after its window fired, within the allowed lateness) or "late". A batch is processed
-    with the watermark of the batches before it: max ts seen - bound - 1."""
-    status = {}
+def windows_of(ts: int, size: int, slide: int) -> list[int]:
+    """Starts of the windows [s, s + size), s a multiple of slide, that contain ``ts``."""
+    start, starts = ts // slide * slide, []
+    while start + size > ts:
+        starts.append(start)
+        start -= slide
+    return starts
+
+
+def simulate_lateness(case: Case, size: int, slide: int, lateness: int) -> list[tuple[int, dict, dict[int, str]]]:
+    """For one source task feeding one window task: per row (batch index, row, window start ->
+    "on_time", "allowed" (the window has fired, but is within its allowed lateness) or
+    "expired"). A batch is processed with the watermark the batches before it made:
+    max ts seen - bound - 1. A row is late when all its windows have expired."""
+    result = []
     max_seen = None
-    for batch in case.batches():
+    for index, batch in enumerate(case.batches()):
         watermark = MIN_WM if max_seen is None else max_seen - case.bound - 1
         for row in batch.to_pylist():
-            last_ms = row["ts"] - row["ts"] % size + size - 1
-            if last_ms + lateness <= watermark:
-                status[row["id"]] = "late"
-            elif last_ms <= watermark:
-                status[row["id"]] = "allowed"
-            else:
-                status[row["id"]] = "on_time"
+            status = {}
+            for start in windows_of(row["ts"], size, slide):
+                last_ms = start + size - 1
+                status[start] = "expired" if last_ms + lateness <= watermark else "allowed" if last_ms <= watermark else "on_time"
+            result.append((index, row, status))
         if batch.num_rows:
             batch_max = max(batch.column("ts").to_pylist())
             max_seen = batch_max if max_seen is None else max(max_seen, batch_max)
-    return status
+    return result
 
 
-@PROPERTY
+LATE_AGGS = [agg("count"), agg("sum", "score"), agg("max", "score"), agg("mean", "score")]
+
+
+@settings(PROPERTY, max_examples=40)
 @given(
     case=cases(late=True, bounds=(0, 5, 50), spans=(1000, 3000)),
-    size=st.sampled_from([7, 50, 100]),
-    lateness=st.sampled_from([0, 0, 30, 300]),
+    shape=st.sampled_from([(7, 7), (50, 50), (100, 100), (100, 25), (50, 20), (30, 7)]),
+    lateness=st.sampled_from([0, 30, 300]),
     parallelism=st.sampled_from([1, 2]),
 )
-def test_tumbling_late_rows_are_counted_or_side_output(case: Case, size: int, lateness: int, parallelism: int) -> None:
-    aggs = [agg("count"), agg("sum", "score"), agg("max", "score"), agg("mean", "score")]
+def test_late_rows_are_counted_or_side_output(case: Case, shape: tuple[int, int], lateness: int, parallelism: int) -> None:
+    size, slide = shape
+    spec = Tumbling(size, allowed_lateness=lateness) if size == slide else Hopping(size, slide, allowed_lateness=lateness)
 
     def build(stream):
-        windowed = stream.key_by("district").window(Tumbling(size, allowed_lateness=lateness), aggs)
+        windowed = stream.key_by("district").window(spec, LATE_AGGS)
         windowed.collect("out")
         windowed.late().collect("late")
 
@@ -415,34 +440,86 @@ def test_tumbling_late_rows_are_counted_or_side_output(case: Case, size: int, la
     late_ids = late.column("id").to_pylist()
     event(f"late rows: {bool(late_ids)}")
     assert len(late_ids) == len(set(late_ids))
-    assert late.schema.field("ts").type == pa.timestamp("ms", "UTC")
+    assert late.schema == case.table.schema.set(1, pa.field("ts", pa.timestamp("ms", "UTC")))
     rows = as_rows(result.table("out"))
     event(f"updates: {any(row['is_update'] for row in rows)}")
     final = by_window(rows, ["district"], unique=lateness == 0)  # the latest emission of each window
     if lateness == 0:  # no row can change a window that has fired
         assert not any(row["is_update"] for row in rows)
-    # Nothing silently lost: every row is in a window's final count or in late().
-    assert sum(row["count"] for row in final.values()) + len(late_ids) == case.table.num_rows
-    # The final value of each window is the full computation over the rows that were not late.
-    kept = case.table.filter(pa.array([i not in set(late_ids) for i in case.table.column("id").to_pylist()], pa.bool_()))
-    expected = tumbling_expected(
-        kept, size, [([], "count_all"), ("score", "sum"), ("score", "max"), ("score", "mean")], ["district"]
-    )
-    assert_same_windows(final, expected, ["count", "score_sum", "score_max", "score_mean"])
     # Each window is emitted once on time at most; the rest are updates.
     on_time = Counter((r["district"], r["window_start"]) for r in rows if not r["is_update"])
     assert max(on_time.values(), default=0) <= 1
+    columns = ["count", "score_sum", "score_max", "score_mean"]
+    full = [([], "count_all"), ("score", "sum"), ("score", "max"), ("score", "mean")]
+    if size == slide:
+        # Nothing silently lost: every row is in a window's final count or in late().
+        assert sum(row["count"] for row in final.values()) + len(late_ids) == case.table.num_rows
+        # The final value of each window is the full computation over the rows that were not late.
+        late_set = set(late_ids)
+        kept = case.table.filter(pa.array([i not in late_set for i in case.table.column("id").to_pylist()], pa.bool_()))
+        assert_same_windows(final, tumbling_expected(kept, size, full, ["district"]), columns)
     if parallelism == 1:
-        # Exactly the rows the watermark had passed (window end + lateness) are late, and
-        # each batch bringing allowed-late rows to a window re-emits it as an update.
-        status = simulate_lateness(case, size, lateness)
-        assert sorted(late_ids) == sorted(i for i, s in status.items() if s == "late")
-        updates = Counter((r["district"], r["window_start"]) for r in rows if r["is_update"])
+        # Exactly the rows whose every window the watermark had passed (end + lateness) are
+        # late; a window's final value is the full computation over the rows that came while
+        # it was open or within its lateness; each batch that brings rows to a window that
+        # has fired (within its lateness) re-emits it, as an update.
+        simulated = simulate_lateness(case, size, slide, lateness)
+        assert sorted(late_ids) == sorted(row["id"] for _, row, status in simulated if set(status.values()) == {"expired"})
+        members: dict[tuple, list[int]] = defaultdict(list)
         expected_updates: Counter = Counter()
+        for index, row, status in simulated:
+            for start, state in status.items():
+                if state != "expired":
+                    members[(row["district"], start)].append(row["id"])
+                if state == "allowed":
+                    expected_updates[(index, row["district"], start)] = 1
+        kept_rows = {row["id"]: row for _, row, _ in simulated}
+        expected = {}
+        for key, ids in members.items():
+            scores = [kept_rows[i]["score"] for i in ids]
+            expected[key] = {
+                "count": len(ids),
+                "score_sum": sum(scores),
+                "score_max": max(scores),
+                "score_mean": sum(scores) / len(ids),
+            }
+        assert_same_windows(final, expected, columns)
+        updates = Counter((r["district"], r["window_start"]) for r in rows if r["is_update"])
+        assert updates == Counter((district, start) for _, district, start in expected_updates)
+
+
+@PROPERTY
+@given(
+    case=cases(late=True, bounds=(0, 5, 50), spans=(1000, 3000)),
+    gap=st.sampled_from([1, 10, 50, 300]),
+    parallelism=st.sampled_from([1, 2]),
+)
+def test_session_late_rows_are_counted_or_side_output(case: Case, gap: int, parallelism: int) -> None:
+    def build(stream):
+        windowed = stream.key_by("district").window(Session(gap), [agg("count"), agg("min", "ts", name="first_ts")])
+        windowed.collect("out")
+        windowed.late().collect("late")
+
+    result = run(case, build, parallelism)
+    late_ids = result.table("late").column("id").to_pylist()
+    rows = as_rows(result.table("out"))
+    assert not any(row["is_update"] for row in rows)
+    assert len(late_ids) == len(set(late_ids))
+    assert sum(row["count"] for row in rows) + len(late_ids) == case.table.num_rows
+    for row in rows:
+        assert row["first_ts"] == row["window_start"]
+        assert row["window_end"] - row["window_start"] >= gap
+    if parallelism == 1:
+        # A row is late exactly when the watermark had passed the end of the shortest session
+        # it could make: ts + gap - 1.
+        expected_late = []
+        max_seen = None
         for batch in case.batches():
-            touched = {(r["district"], r["ts"] - r["ts"] % size) for r in batch.to_pylist() if status[r["id"]] == "allowed"}
-            expected_updates.update(touched)
-        assert updates == expected_updates
+            watermark = MIN_WM if max_seen is None else max_seen - case.bound - 1
+            expected_late += [row["id"] for row in batch.to_pylist() if row["ts"] + gap - 1 <= watermark]
+            if batch.num_rows:
+                max_seen = max([*batch.column("ts").to_pylist(), *([] if max_seen is None else [max_seen])])
+        assert sorted(late_ids) == sorted(expected_late)
 
 
 # ---- joins ----------------------------------------------------------------------------------
