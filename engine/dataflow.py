@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -400,12 +400,12 @@ class Stream:
         tolerance_ms = None if tolerance is None else to_millis(tolerance, "tolerance")
         pairs = right_columns(name, self.schema, right.schema, right_keys, right_prefix)
         schema = join_schema(self.schema, right.schema, pairs)
-        left_time, right_time = self.event_time, right.event_time
+        left_time, right_time, right_schema = self.event_time, right.event_time, right.schema
         node = self._derive(
             "asof_join",
             name,
             {MAIN: schema, LATE: self.schema},
-            lambda: AsofJoin(left_keys, right_keys, left_time, right_time, tolerance_ms, pairs, schema),
+            lambda: AsofJoin(left_keys, right_keys, left_time, right_time, tolerance_ms, pairs, right_schema, schema),
             stateless=False,
             others=[right],
             keyed=True,
@@ -513,5 +513,4 @@ def _check_boolean(operator: str, expr: Expr, schema: pa.Schema, what: str) -> N
         raise PlanError(operator, f"{what} {expr!r} gives {result_type}, not a boolean")
 
 
-Partition = Literal["forward", "hash", "broadcast", "rebalance"]
 __all__ = ["Dataflow", "Stream", "Node", "Input", "Forward", "Hash", "Broadcast", "Rebalance"]

@@ -82,9 +82,8 @@ class Operator:
 
 
 class StatelessOperator(Operator):
-    """An operator with no state across batches; forward chains of these fuse into one task."""
-
-    stateless = True
+    """An operator with no state across batches (the dataflow marks its node stateless, so
+    forward chains of these fuse into one task)."""
 
 
 class Sink(Operator):

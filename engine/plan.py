@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from engine.dataflow import Dataflow, Node
 from engine.errors import PlanError
 from engine.operator import MAIN
-from engine.partitioning import Broadcast, Forward, Hash, Partitioning, Rebalance
+from engine.partitioning import Forward, Hash, Partitioning, Rebalance
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,6 @@ class PhysicalPlan:
             else:
                 channels.extend((position, u) for u in range(upstream.parallelism))
         return channels
-
-    def channel_index(self, vertex: Vertex, subtask: int, input_position: int, upstream_subtask: int) -> int:
-        return self.channels_into(vertex, subtask).index((input_position, upstream_subtask))
 
     def explain(self) -> str:
         """A readable description of the plan (what ``citystream explain`` prints)."""
@@ -149,5 +146,4 @@ def _fusible(node: Node, partitioning: Partitioning, consumers: dict[tuple[int, 
         and edge.output == MAIN
         and consumers[(id(edge.node), edge.output)] == 1
         and upstream_vertex.nodes[-1] is edge.node
-        and not isinstance(partitioning, Broadcast)
     )

@@ -120,8 +120,6 @@ class EventTimeAssigner(Operator):
     validations, sends refused rows to ``dead_letter`` with a reason, and generates
     watermarks with bounded out-of-orderness."""
 
-    stateless = False
-
     def __init__(
         self,
         event_time: str,

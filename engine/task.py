@@ -70,6 +70,17 @@ class Task:
         for operator in self.operators:
             operator.open(subtask, vertex.parallelism)
         self.collectors = [self._collector(position) for position in range(len(self.operators))]
+        # Resolved once: the label of each output edge and the channel index this task
+        # writes to in each downstream task (looked up per message otherwise).
+        self._labels = [f"{vertex.nodes[o.position].name}.{o.output}->{o.downstream}" for o in vertex.outputs]
+        self._channel_of: dict[tuple[int, int, int], int] = {}
+        for edge in vertex.outputs:
+            downstream = plan.vertices[edge.downstream]
+            for target in self._targets(edge):
+                channels = plan.channels_into(downstream, target)
+                self._channel_of[(edge.downstream, edge.downstream_input, target)] = channels.index(
+                    (edge.downstream_input, subtask)
+                )
         self._sent_watermark: dict[int, int] = {}
         self._round_robin: dict[int, int] = {}
         # Each parallel instance reads its own partition through its own copy of the source.
@@ -116,9 +127,8 @@ class Task:
         return count
 
     def _send_batch(self, index: int, edge: VertexOutput, batch: pa.RecordBatch) -> None:
-        downstream = self.plan.vertices[edge.downstream]
-        parallelism = downstream.parallelism
-        label = f"{self.vertex.nodes[edge.position].name}.{edge.output}->{edge.downstream}"
+        parallelism = self.plan.vertices[edge.downstream].parallelism
+        label = self._labels[index]
         self.metrics.rows_out[label] = self.metrics.rows_out.get(label, 0) + batch.num_rows
         partitioning = edge.partitioning
         if isinstance(partitioning, Forward):
@@ -136,8 +146,7 @@ class Task:
             self._deliver(edge, target, batch)
 
     def _deliver(self, edge: VertexOutput, target: int, message: Message) -> None:
-        downstream = self.plan.vertices[edge.downstream]
-        channel = self.plan.channel_index(downstream, target, edge.downstream_input, self.subtask)
+        channel = self._channel_of[(edge.downstream, edge.downstream_input, target)]
         self.transport.send(edge.downstream, target, channel, message)
 
     def _targets(self, edge: VertexOutput) -> range:

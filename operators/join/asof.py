@@ -8,25 +8,13 @@ still need, so its state is bounded by the watermark.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.operator import LATE, Collector, Operator
 from engine.timeutil import MIN_WATERMARK, clamp, time_values
-
-
-def _key_change(table: pa.Table, keys: list[str]) -> pa.Array:
-    """For rows sorted by ``keys``: true where a row's key differs from the previous row's."""
-    n = table.num_rows
-    changed = pa.repeat(False, max(n - 1, 0))
-    for key in keys:
-        column = table.column(key).combine_chunks()
-        after, before = column.slice(1), column.slice(0, n - 1)
-        changed = pc.or_(
-            changed,
-            pc.or_(pc.fill_null(pc.not_equal(after, before), False), pc.not_equal(pc.is_null(after), pc.is_null(before))),
-        )
-    return pa.concat_arrays([pa.array([True]), changed]) if n else pa.array([], pa.bool_())
+from operators.keys import key_change
 
 
 def asof_match(
@@ -49,7 +37,7 @@ def asof_match(
                 + [
                     time_values(left.column(left_time)),
                     pa.repeat(1, n_left).cast(pa.int8()),
-                    pa.array(range(n_left), pa.int64()),
+                    pa.array(np.arange(n_left, dtype=np.int64)),
                 ],
                 names=keys + ["__t", "__side", "__i"],
             ),
@@ -58,14 +46,14 @@ def asof_match(
                 + [
                     time_values(right.column(right_time)),
                     pa.repeat(0, n_right).cast(pa.int8()),
-                    pa.array(range(n_right), pa.int64()),
+                    pa.array(np.arange(n_right, dtype=np.int64)),
                 ],
                 names=keys + ["__t", "__side", "__i"],
             ),
         ]
     ).combine_chunks()
     combined = combined.sort_by([(k, "ascending") for k in keys] + [("__t", "ascending"), ("__side", "ascending")])
-    group = pc.cumulative_sum(_key_change(combined, keys).cast(pa.int64()))
+    group = pc.cumulative_sum(key_change(combined, keys).cast(pa.int64()))
     is_right = pc.equal(combined.column("__side"), 0)
     right_index = pc.fill_null_forward(pc.if_else(is_right, combined.column("__i"), None))
     right_group = pc.fill_null_forward(pc.if_else(is_right, group, None))
@@ -94,9 +82,11 @@ class AsofJoin(Operator):
         right_time: str,
         tolerance_ms: int | None,
         right_columns: list[tuple[str, str]],
+        right_schema: pa.Schema,
         schema: pa.Schema,
     ) -> None:
         self.left_keys, self.right_keys = left_keys, right_keys
+        self.right_schema = right_schema
         self.left_time, self.right_time = left_time, right_time
         self.tolerance = tolerance_ms
         self.right_columns = right_columns
@@ -130,7 +120,7 @@ class AsofJoin(Operator):
         return watermark
 
     def _emit_joined(self, left: pa.Table, out: Collector) -> None:
-        right = pa.concat_tables(self.right) if self.right else self._empty_right(left)
+        right = pa.concat_tables(self.right) if self.right else self.right_schema.empty_table()
         left_rows, right_rows = asof_match(
             left, right, self.left_keys, self.right_keys, self.left_time, self.right_time, self.tolerance
         )
@@ -139,14 +129,6 @@ class AsofJoin(Operator):
         arrays = joined.columns + taken.columns
         for batch in pa.Table.from_arrays(arrays, schema=self.schema).to_batches():
             out.emit(batch)
-
-    def _empty_right(self, left: pa.Table) -> pa.Table:
-        fields = [self.schema.field(out).with_name(name) for name, out in self.right_columns]
-        key_fields = [left.schema.field(lk).with_name(rk) for lk, rk in zip(self.left_keys, self.right_keys, strict=True)]
-        schema = pa.schema(key_fields + [f for f in fields if f.name not in self.right_keys])
-        if schema.get_field_index(self.right_time) < 0:
-            schema = schema.append(pa.field(self.right_time, pa.timestamp("ms", "UTC")))
-        return schema.empty_table()
 
     def _trim_right(self, watermark: int) -> None:
         """Drops right rows no waiting or future left row (time > watermark) can match."""
@@ -158,12 +140,12 @@ class AsofJoin(Operator):
             keep = pc.greater_equal(times, clamp(watermark + 1 - self.tolerance))
         else:
             # The latest row per key at or before the watermark, and everything after it.
-            order = right.append_column("__i", pa.array(range(right.num_rows), pa.int64()))
+            order = right.append_column("__i", pa.array(np.arange(right.num_rows, dtype=np.int64)))
             order = order.sort_by(
                 [(k, "ascending") for k in self.right_keys] + [(self.right_time, "ascending"), ("__i", "ascending")]
             )
             n = order.num_rows
-            last_of_key = pa.concat_arrays([_key_change(order, self.right_keys).slice(1), pa.array([True])])
+            last_of_key = pa.concat_arrays([key_change(order, self.right_keys).slice(1), pa.array([True])])
             sorted_times = time_values(order.column(self.right_time)).combine_chunks()
             next_times = pa.concat_arrays([sorted_times.slice(1), pa.array([None], pa.int64())])
             # A row is needed if it is after the watermark, or if the next row of its key is.

@@ -8,6 +8,7 @@ a window's state is a few rows per key, not its raw rows. Partials merge into pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -61,9 +62,8 @@ class Partials:
     def num_rows(self) -> int:
         return self.main.num_rows
 
-    def filter(self, mask_of: object) -> Partials:
+    def filter(self, mask_of: Callable[[pa.Table], pa.Array]) -> Partials:
         """Keeps rows where ``mask_of(table)`` is true, in every table."""
-        assert callable(mask_of)
         return Partials(self.main.filter(mask_of(self.main)), [t.filter(mask_of(t)) for t in self.distinct])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.timeutil import EVENT_TIME_TYPE
 
@@ -35,7 +36,7 @@ def window_result(
     columns = result.columns
     rows = result.num_rows
     ends_ts = ends.cast(EVENT_TIME_TYPE)
-    window_time = pa.array(pa.compute.subtract(ends.cast(pa.int64()), 1)).cast(EVENT_TIME_TYPE)
+    window_time = pa.array(pc.subtract(ends.cast(pa.int64()), 1)).cast(EVENT_TIME_TYPE)
     arrays = (
         columns[:key_count]
         + [starts.cast(EVENT_TIME_TYPE), ends_ts, window_time]

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from engine.operator import LATE, Collector, Operator
 from engine.timeutil import MAX_WATERMARK, MIN_WATERMARK, clamp, time_values
+from operators.keys import key_change
 from operators.window.aggregates import TwoPhaseAggregate
 from operators.window.common import window_result
 
@@ -100,15 +101,8 @@ class SessionWindow(Operator):
         """Numbers the sessions of rows sorted by key and time."""
         n = rows.num_rows
         times = time_values(rows.column(self.time_column)).combine_chunks()
-        starts = pc.greater_equal(pc.subtract(times.slice(1), times.slice(0, n - 1)), self.gap)
-        for key in self.keys:
-            column = rows.column(key).combine_chunks()
-            after, before = column.slice(1), column.slice(0, n - 1)
-            # Null keys form a group of their own: a change is a change of value or nullness.
-            changed = pc.or_(
-                pc.fill_null(pc.not_equal(after, before), False),
-                pc.not_equal(pc.is_null(after), pc.is_null(before)),
-            )
-            starts = pc.or_(starts, changed)
-        flags = pa.concat_arrays([pa.array([1], pa.int64()), starts.cast(pa.int64())]) if n else pa.array([], pa.int64())
-        return pc.cumulative_sum(flags)
+        if n == 0:
+            return pa.array([], pa.int64())
+        gap_break = pc.greater_equal(pc.subtract(times.slice(1), times.slice(0, n - 1)), self.gap)
+        starts = pc.or_(key_change(rows, self.keys), pa.concat_arrays([pa.array([True]), gap_break]))
+        return pc.cumulative_sum(starts.cast(pa.int64()))
