@@ -7,6 +7,7 @@ plus the allowed lateness, so that late rows within it re-emit the result as an 
 
 from __future__ import annotations
 
+import functools
 from math import gcd
 
 import numpy as np
@@ -19,6 +20,10 @@ from operators.window.aggregates import Partials, TwoPhaseAggregate
 from operators.window.common import window_result
 
 _COMPACT_AFTER = 8  # partials kept per bin before they are merged into one
+
+
+def _in_bin(b: int, table: pa.Table) -> pa.Array:
+    return pa.array(table.column("__bin").to_numpy() == b)
 
 
 class BinnedWindow(Operator):
@@ -74,9 +79,7 @@ class BinnedWindow(Operator):
         touched_fired: dict[int, list[pa.Table]] = {}  # fired window start -> the keys late rows changed in it
         distinct_bins = np.unique(bins).tolist()
         for b in distinct_bins:
-            in_bin = (
-                partial if len(distinct_bins) == 1 else partial.filter(lambda t, b=b: pa.array(t.column("__bin").to_numpy() == b))
-            )
+            in_bin = partial if len(distinct_bins) == 1 else partial.filter(functools.partial(_in_bin, b))
             per_bin = Partials(in_bin.main.drop_columns(["__bin"]), [d.drop_columns(["__bin"]) for d in in_bin.distinct])
             stored = self.bins.setdefault(b, [])
             stored.append(per_bin)
