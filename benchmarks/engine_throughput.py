@@ -105,10 +105,12 @@ def bare_filter_tumbling(batches: list[pa.RecordBatch], weather: pa.Table) -> in
         t = pa.table(
             {"camera": kept.column("camera"), "bin": _bins(kept.column("ts"), WINDOW_MS), "c": kept.column("confidence")}
         )
-        partials.append(t.group_by(["camera", "bin"]).aggregate([([], "count_all"), ("c", "sum"), ("c", "count")]))
+        partials.append(
+            t.group_by(["camera", "bin"], use_threads=False).aggregate([([], "count_all"), ("c", "sum"), ("c", "count")])
+        )
     merged = (
         pa.concat_tables(partials)
-        .group_by(["camera", "bin"])
+        .group_by(["camera", "bin"], use_threads=False)
         .aggregate([("count_all", "sum"), ("c_sum", "sum"), ("c_count", "sum")])
     )
     return merged.num_rows
@@ -118,10 +120,15 @@ def bare_hopping(batches: list[pa.RecordBatch], weather: pa.Table) -> int:
     partials = []
     for b in batches:
         t = pa.table({"camera": b.column("camera"), "bin": _bins(b.column("ts"), SLIDE_MS), "c": b.column("confidence")})
-        partials.append(t.group_by(["camera", "bin"]).aggregate([([], "count_all"), ("c", "max")]))
+        partials.append(t.group_by(["camera", "bin"], use_threads=False).aggregate([([], "count_all"), ("c", "max")]))
     state = pa.concat_tables(partials)
     expanded = [state.set_column(1, "bin", pc.subtract(state.column("bin"), k * SLIDE_MS)) for k in range(WINDOW_MS // SLIDE_MS)]
-    return pa.concat_tables(expanded).group_by(["camera", "bin"]).aggregate([("count_all", "sum"), ("c_max", "max")]).num_rows
+    return (
+        pa.concat_tables(expanded)
+        .group_by(["camera", "bin"], use_threads=False)
+        .aggregate([("count_all", "sum"), ("c_max", "max")])
+        .num_rows
+    )
 
 
 def bare_session(batches: list[pa.RecordBatch], weather: pa.Table) -> int:
@@ -135,7 +142,7 @@ def bare_session(batches: list[pa.RecordBatch], weather: pa.Table) -> int:
     starts = np.ones(len(times), dtype=bool)
     starts[1:] = (np.diff(times) >= GAP_MS) | (cameras[1:] != cameras[:-1])
     t = t.append_column("sid", pa.array(np.cumsum(starts)))
-    return t.group_by(["camera", "sid"]).aggregate([([], "count_all"), ("confidence", "max")]).num_rows
+    return t.group_by(["camera", "sid"], use_threads=False).aggregate([([], "count_all"), ("confidence", "max")]).num_rows
 
 
 def bare_asof(batches: list[pa.RecordBatch], weather: pa.Table) -> int:

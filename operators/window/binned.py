@@ -47,7 +47,10 @@ class BinnedWindow(Operator):
         self.bin_width = gcd(size_ms, slide_ms)
         self.time_column = time_column
         self.schema = schema
-        self.needed = list(dict.fromkeys(keys + [time_column] + [a.column for a in aggregate.aggs if a.column]))
+        # Only the columns the aggregates read: every extra column costs the group-by (the time
+        # column is read by first/last).
+        read = [a.column for a in aggregate.aggs if a.column] + ([time_column] if aggregate.ordered else [])
+        self.needed = list(dict.fromkeys(keys + read))
         self.bins: dict[int, list[Partials]] = {}
         self.watermark = MIN_WATERMARK
 
