@@ -153,7 +153,8 @@ class EventTimeAssigner(Operator):
             kept = pc.invert(refused)
             batch = batch.filter(kept)
             times = times.filter(kept)
-        batch = batch.set_column(index, pa.field(self.event_time, EVENT_TIME_TYPE), times)
+        if times is not raw_time:
+            batch = batch.set_column(index, pa.field(self.event_time, EVENT_TIME_TYPE), times)
         out.emit(batch)
         advanced = self.generator.observe(times)
         if advanced is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.timeutil import MAX_WATERMARK, MIN_WATERMARK, time_values
+from engine.timeutil import MAX_WATERMARK, MIN_WATERMARK
 
 
 class BoundedOutOfOrderness:
@@ -23,7 +23,9 @@ class BoundedOutOfOrderness:
         """Takes the event times of a batch; returns the new watermark if it advanced."""
         if len(times) == 0:
             return None
-        batch_max = pc.max(time_values(times)).as_py()
+        # A timestamp scalar's integer value directly: no cast of the column, no datetime.
+        scalar = pc.max(times)
+        batch_max = scalar.value if isinstance(scalar, pa.TimestampScalar) else scalar.as_py()
         if batch_max is None or batch_max <= self.max_seen:
             return None
         self.max_seen = batch_max

@@ -64,9 +64,14 @@ class BinnedWindow(Operator):
         return b // self.slide * self.slide + self.size - 1 + self.lateness <= self.watermark
 
     def process_batch(self, batch: pa.RecordBatch, input_index: int, out: Collector) -> None:
+        if batch.num_rows == 0:
+            return
         times = time_values(batch.column(self.time_column)).to_numpy(zero_copy_only=False)
         bins = times // self.bin_width * self.bin_width
-        if self.watermark != MIN_WATERMARK:
+        lowest, highest = int(bins.min()), int(bins.max())
+        # A row is late when its bin's last window is past the allowed lateness; that end grows
+        # with the bin, so the lowest bin tells whether any row of the batch can be late.
+        if self.watermark != MIN_WATERMARK and self._bin_expired(lowest):
             # Rows whose every window is past its allowed lateness are late.
             last_end = bins // self.slide * self.slide + self.size
             late = last_end - 1 + self.lateness <= self.watermark
@@ -77,10 +82,12 @@ class BinnedWindow(Operator):
                 bins = bins[~late]
                 if batch.num_rows == 0:
                     return
+                lowest, highest = int(bins.min()), int(bins.max())
         table = pa.Table.from_batches([batch.select(self.needed)]).append_column("__bin", pa.array(bins))
         partial = self.aggregate.partial(table, self.keys + ["__bin"])
         touched_fired: dict[int, list[pa.Table]] = {}  # fired window start -> the keys late rows changed in it
-        distinct_bins = np.unique(bins).tolist()
+        # Most batches fall in one bin; only then is it worth skipping the per-bin split.
+        distinct_bins = [lowest] if lowest == highest else np.unique(bins).tolist()
         for b in distinct_bins:
             in_bin = partial if len(distinct_bins) == 1 else partial.filter(functools.partial(_in_bin, b))
             per_bin = Partials(in_bin.main.drop_columns(["__bin"]), [d.drop_columns(["__bin"]) for d in in_bin.distinct])
