@@ -1,20 +1,35 @@
 """Session windows: per key, rows closer than ``gap`` to each other form one session.
 
-A session [first, last + gap) fires when the watermark passes its end. Rows of open
-sessions are buffered (a session's extent is only known at its end) and sessions are found
-vectorised: sort by key and time, cut where the key changes or the time jumps by >= gap.
+A session [first, last + gap) fires when the watermark passes its end. State is one row of
+partial aggregates per open session (not its raw rows): on each watermark that may close a
+session, the rows that came since are cut into mini-sessions (sort by key and time, cut where
+the key changes or time jumps by >= gap), and those merge with the open sessions they touch,
+vectorised: sort the sessions by key and start, and a session joins the previous one when it
+starts less than ``gap`` after the latest end so far in its key.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.operator import LATE, Collector, Operator
 from engine.timeutil import MAX_WATERMARK, MIN_WATERMARK, clamp, time_values
 from operators.keys import key_change
-from operators.window.aggregates import TwoPhaseAggregate
+from operators.window.aggregates import Partials, TwoPhaseAggregate
 from operators.window.common import window_result
+
+_SID = "__sid"
+# Kept beside each session's partials: first and last time, whether it was emitted, and
+# whether rows came since it was (last) emitted.
+_EXTRA_PARTIAL = [
+    ("__t", "min", "__start"),
+    ("__t", "max", "__last"),
+    ("__emitted", "any", "__emitted"),
+    ("__changed", "any", "__changed"),
+]
+_EXTRA_MERGE = [("__start", "min"), ("__last", "max"), ("__emitted", "any"), ("__changed", "any")]
 
 
 class SessionWindow(Operator):
@@ -36,7 +51,9 @@ class SessionWindow(Operator):
         self.time_column = time_column
         self.schema = schema
         self.needed = list(dict.fromkeys(keys + [time_column] + [a.column for a in aggregate.aggs if a.column]))
-        self.buffer: list[pa.Table] = []
+        self.buffer: list[pa.Table] = []  # rows not yet merged into sessions
+        self.sessions: Partials | None = None  # one row per open (or retained) session
+        self.next_sid = 0
         self.watermark = MIN_WATERMARK
         self.next_fire = MAX_WATERMARK  # earliest end of a session not yet emitted
 
@@ -50,59 +67,101 @@ class SessionWindow(Operator):
                 batch, times = batch.filter(keep), times.filter(keep)
         if batch.num_rows == 0:
             return
-        table = pa.Table.from_batches([batch.select(self.needed)])
-        self.buffer.append(table.append_column("__new", pa.repeat(True, table.num_rows)))
+        self.buffer.append(pa.Table.from_batches([batch.select(self.needed)]))
         self.next_fire = min(self.next_fire, pc.min(times).as_py() + self.gap)
 
     def on_watermark(self, watermark: int, out: Collector) -> int | None:
         self.watermark = watermark
-        if watermark < self.next_fire - 1 or not self.buffer:
+        if watermark < self.next_fire - 1:
             return watermark
-        rows = pa.concat_tables(self.buffer).sort_by([(k, "ascending") for k in self.keys] + [(self.time_column, "ascending")])
-        session = self._session_ids(rows)
-        rows = rows.append_column("__sid", session)
-        group = self.keys + ["__sid"]
-        stats = (
-            rows.group_by(group)
-            .aggregate([(self.time_column, "min"), (self.time_column, "max"), ("__new", "any"), ("__new", "all")])
-            .rename_columns(group + ["__start", "__last", "__any_new", "__all_new"])
-        )
-        stats = stats.sort_by("__sid")
-        ends = pc.add(time_values(stats.column("__last")), self.gap)
+        if self.buffer:
+            self._merge_buffer()
+        if self.sessions is None:
+            self.next_fire = MAX_WATERMARK
+            return watermark
+        sessions = self.sessions
+        main = sessions.main
+        ends = pc.add(time_values(main.column("__last")), self.gap)
         complete = pc.less_equal(pc.subtract(ends, 1), watermark)
-        to_emit = pc.and_(complete, stats.column("__any_new"))
+        to_emit = pc.and_(complete, main.column("__changed"))
         for is_update in (False, True):
-            selected = pc.and_(to_emit, pc.equal(pc.invert(stats.column("__all_new")), is_update))
-            if not pc.any(selected).as_py():
-                continue
-            sids = stats.column("__sid").filter(selected)
-            chosen = rows.filter(pc.is_in(rows.column("__sid"), value_set=sids.combine_chunks()))
-            result = self.aggregate.finalize([self.aggregate.partial(chosen, group)], group).sort_by("__sid")
-            result = result.drop_columns(["__sid"])
-            starts = time_values(stats.column("__start").filter(selected)).combine_chunks()
-            ends_selected = ends.filter(selected).combine_chunks()
-            emitted = window_result(result, starts, ends_selected, len(self.keys), is_update, self.schema)
-            for batch in emitted.to_batches():
-                out.emit(batch)
-        # Keep the rows of sessions that may still change: open ones, and complete ones within
-        # the allowed lateness (marked as emitted, so that a late row makes an update).
-        keep_session = pc.greater(pc.add(ends, self.lateness - 1), watermark)
-        kept_sids = stats.column("__sid").filter(keep_session).combine_chunks()
-        open_ends = ends.filter(pc.invert(complete))
-        self.next_fire = pc.min(open_ends).as_py() if len(open_ends) else MAX_WATERMARK
-        kept = rows.filter(pc.is_in(rows.column("__sid"), value_set=kept_sids))
-        emitted_sids = stats.column("__sid").filter(complete).combine_chunks()
-        new_flag = pc.and_(kept.column("__new"), pc.invert(pc.is_in(kept.column("__sid"), value_set=emitted_sids)))
-        kept = kept.drop_columns(["__sid", "__new"]).append_column("__new", new_flag)
-        self.buffer = [kept] if kept.num_rows else []
+            selected = pc.and_(to_emit, pc.equal(main.column("__emitted"), is_update))
+            if pc.any(selected).as_py():
+                self._emit(sessions, selected, is_update, out)
+        # Keep open sessions, and complete ones within the allowed lateness (marked emitted,
+        # so that a late row makes an update); drop the rest.
+        keep = pc.greater(pc.add(ends, self.lateness - 1), watermark)
+        emitted = pc.or_(main.column("__emitted"), complete)
+        changed = pc.and_(main.column("__changed"), pc.invert(complete))
+        main = main.set_column(main.schema.get_field_index("__emitted"), "__emitted", emitted)
+        main = main.set_column(main.schema.get_field_index("__changed"), "__changed", changed)
+        kept_ids = main.column(_SID).filter(keep).combine_chunks()
+        self.sessions = Partials(
+            main.filter(keep), [d.filter(pc.is_in(d.column(_SID), value_set=kept_ids)) for d in sessions.distinct]
+        )
+        # Wake up for the next session to close, or the next retained one to be dropped.
+        wake = pc.if_else(complete, pc.add(ends, self.lateness), ends).filter(keep)
+        self.next_fire = pc.min(wake).as_py() if len(wake) else MAX_WATERMARK
         return watermark
 
-    def _session_ids(self, rows: pa.Table) -> pa.Array:
-        """Numbers the sessions of rows sorted by key and time."""
-        n = rows.num_rows
+    def _merge_buffer(self) -> None:
+        """Cuts the buffered rows into mini-sessions and merges them with the open sessions."""
+        rows = pa.concat_tables(self.buffer)
+        self.buffer = []
+        rows = rows.sort_by([(k, "ascending") for k in self.keys] + [(self.time_column, "ascending")])
         times = time_values(rows.column(self.time_column)).combine_chunks()
-        if n == 0:
-            return pa.array([], pa.int64())
+        n = rows.num_rows
         gap_break = pc.greater_equal(pc.subtract(times.slice(1), times.slice(0, n - 1)), self.gap)
         starts = pc.or_(key_change(rows, self.keys), pa.concat_arrays([pa.array([True]), gap_break]))
-        return pc.cumulative_sum(starts.cast(pa.int64()))
+        local = np.cumsum(starts.to_numpy(zero_copy_only=False).astype(np.int64)) - 1 + self.next_sid
+        self.next_sid = int(local[-1]) + 1
+        rows = rows.append_column(_SID, pa.array(local)).append_column("__t", times)
+        rows = rows.append_column("__emitted", pa.repeat(False, n)).append_column("__changed", pa.repeat(True, n))
+        fresh = self.aggregate.partial(rows, self.keys + [_SID], _EXTRA_PARTIAL)
+        if self.sessions is None:
+            self.sessions = fresh
+            return
+        every = Partials(
+            pa.concat_tables([self.sessions.main, fresh.main]),
+            [pa.concat_tables(pair) for pair in zip(self.sessions.distinct, fresh.distinct, strict=True)],
+        )
+        self.sessions = self._merge_overlapping(every)
+
+    def _merge_overlapping(self, sessions: Partials) -> Partials:
+        """Merges sessions of a key that are less than ``gap`` apart, under new session ids."""
+        main = sessions.main.sort_by([(k, "ascending") for k in self.keys] + [("__start", "ascending")])
+        n = main.num_rows
+        new_key = key_change(main, self.keys).to_numpy(zero_copy_only=False)
+        start = time_values(main.column("__start")).to_numpy()
+        last = time_values(main.column("__last")).to_numpy()
+        group = np.cumsum(new_key)
+        # Latest end so far within each key: a running maximum over (group, last), made
+        # monotone across groups by lifting each group above the previous ones.
+        base, span = int(start.min()), int(last.max() - start.min()) + self.gap + 1
+        lifted = (last - base) + group * span
+        latest = np.maximum.accumulate(lifted)
+        joins = np.zeros(n, dtype=bool)
+        joins[1:] = ~new_key[1:] & ((start[1:] - base) + group[1:] * span < latest[:-1] + self.gap)
+        new_ids = np.cumsum(~joins) - 1 + self.next_sid
+        self.next_sid = int(new_ids[-1]) + 1
+        old_ids = main.column(_SID).combine_chunks()
+        main = main.set_column(main.schema.get_field_index(_SID), _SID, pa.array(new_ids))
+        distinct = [
+            d.set_column(
+                d.schema.get_field_index(_SID), _SID, pa.array(new_ids).take(pc.index_in(d.column(_SID), value_set=old_ids))
+            )
+            for d in sessions.distinct
+        ]
+        return self.aggregate.merge([Partials(main, distinct)], self.keys + [_SID], _EXTRA_MERGE)
+
+    def _emit(self, sessions: Partials, selected: pa.Array, is_update: bool, out: Collector) -> None:
+        ids = sessions.main.column(_SID).filter(selected).combine_chunks()
+        chosen = sessions.filter(lambda t: pc.is_in(t.column(_SID), value_set=ids))
+        group = self.keys + [_SID]
+        result = self.aggregate.finalize([chosen], group).sort_by(_SID)
+        meta = chosen.main.sort_by(_SID)
+        starts = time_values(meta.column("__start")).combine_chunks()
+        ends = pc.add(time_values(meta.column("__last")), self.gap).combine_chunks()
+        emitted = window_result(result.drop_columns([_SID]), starts, ends, len(self.keys), is_update, self.schema)
+        for batch in emitted.to_batches():
+            out.emit(batch)
