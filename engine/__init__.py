@@ -1,9 +1,13 @@
-"""citystream's engine: build a ``Dataflow``, run it with an executor.
+"""citystream's engine: build a ``Dataflow``, run it with an executor (``InlineExecutor`` here,
+``RayExecutor``, imported on first use, on Ray).
 
 from engine import Dataflow, InlineExecutor, col
 from operators import Tumbling, agg
 """
 
+from typing import TYPE_CHECKING
+
+from engine.channels import ChannelOptions
 from engine.dataflow import Dataflow, Stream
 from engine.errors import CitystreamError, JobFailed, OptionError, PlanError
 from engine.executor import Executor, InlineExecutor, JobResult
@@ -12,10 +16,17 @@ from engine.operator import Collector, Operator, Sink
 from engine.plan import PhysicalPlan, build_plan
 from engine.sources import GeneratorSource, Source, TableSource
 
+if TYPE_CHECKING:
+    from engine.ray_executor import ActorOptions, RayExecutor, RayJob
+
 __all__ = [
     "Dataflow",
     "Stream",
     "InlineExecutor",
+    "ChannelOptions",
+    "RayExecutor",
+    "RayJob",
+    "ActorOptions",
     "Executor",
     "JobResult",
     "col",
@@ -35,3 +46,12 @@ __all__ = [
     "OptionError",
     "JobFailed",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The Ray executor imports Ray; load it only when it is asked for.
+    if name in ("RayExecutor", "RayJob", "ActorOptions"):
+        from engine import ray_executor
+
+        return getattr(ray_executor, name)
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")

@@ -43,14 +43,41 @@ class Transport(Protocol):
 
 
 @dataclass
+class OperatorMetrics:
+    """Rows and batches into and out of one operator of a task's chain (all its outputs)."""
+
+    rows_in: int = 0
+    batches_in: int = 0
+    rows_out: int = 0
+    batches_out: int = 0
+
+
+@dataclass
 class TaskMetrics:
-    """Counters of one task; executors read them, the CLI and tests show them."""
+    """Counters of one task; executors read them, the CLI and tests show them.
+
+    ``rows_out`` is by output edge; the channel figures (frames, credits, latency) are kept
+    by executors whose channels cross processes.
+    """
 
     rows_in: int = 0
     batches_in: int = 0
     rows_out: dict[str, int] = field(default_factory=dict)
     unconsumed_rows: dict[str, int] = field(default_factory=dict)
     watermark: int = MIN_WATERMARK
+    operators: dict[str, OperatorMetrics] = field(default_factory=dict)
+    frames_in: int = 0
+    frames_out: int = 0
+    backpressure_s: float = 0.0
+    max_in_flight: int = 0
+    hop_latency_ms: list[float] = field(default_factory=list)  # a recent sample, sender -> this task
+    batch_latency_ms: list[float] = field(default_factory=list)  # a recent sample, processing time per frame
+
+    def watermark_lag_ms(self, now_ms: int) -> int | None:
+        """Processing time minus the task's watermark; None before the first watermark."""
+        if self.watermark <= MIN_WATERMARK or self.watermark >= MAX_WATERMARK:
+            return None
+        return now_ms - self.watermark
 
 
 class Task:
@@ -69,6 +96,7 @@ class Task:
         self.operators: list[Operator] = [node.factory() for node in vertex.nodes]
         for operator in self.operators:
             operator.open(subtask, vertex.parallelism)
+        self._operator_metrics = [self.metrics.operators.setdefault(node.name, OperatorMetrics()) for node in vertex.nodes]
         self.collectors = [self._collector(position) for position in range(len(self.operators))]
         # Resolved once: the label of each output edge and the channel index this task
         # writes to in each downstream task (looked up per message otherwise).
@@ -101,12 +129,25 @@ class Task:
                 emitters[output] = self._to_edges(external)
             else:
                 emitters[output] = self._unconsumed(f"{node.name}.{output}")
-        return Collector(emitters)
+        counters = self._operator_metrics[position]
+        return Collector({output: self._counted(counters, emit) for output, emit in emitters.items()})
+
+    @staticmethod
+    def _counted(counters: OperatorMetrics, emit: Callable[[pa.RecordBatch], None]) -> Callable[[pa.RecordBatch], None]:
+        def counted(batch: pa.RecordBatch) -> None:
+            counters.rows_out += batch.num_rows
+            counters.batches_out += 1
+            emit(batch)
+
+        return counted
 
     def _to_next(self, position: int) -> Callable[[pa.RecordBatch], None]:
         operator = self.operators[position]
+        counters = self._operator_metrics[position]
 
         def emit(batch: pa.RecordBatch) -> None:
+            counters.rows_in += batch.num_rows
+            counters.batches_in += 1
             operator.process_batch(batch, 0, self.collectors[position])
 
         return emit
@@ -171,8 +212,7 @@ class Task:
         """Processes one message that arrived on input channel ``channel``."""
         if isinstance(message, pa.RecordBatch):
             self.tracker.on_activity(channel, now)
-            self.metrics.rows_in += message.num_rows
-            self.metrics.batches_in += 1
+            self._count_in(message)
             input_index = self.vertex.inputs[self.channels[channel][0]].input_index
             self.operators[0].process_batch(message, input_index, self.collectors[0])
         elif isinstance(message, Watermark):
@@ -200,13 +240,19 @@ class Task:
         assert isinstance(batch, pa.RecordBatch)
         assigner = self.operators[0]
         assert isinstance(assigner, EventTimeAssigner)
-        self.metrics.rows_in += batch.num_rows
-        self.metrics.batches_in += 1
+        self._count_in(batch)
         assigner.process_batch(batch, 0, self.collectors[0])
         watermark = assigner.take_watermark()
         if watermark is not None:
             self._advance(watermark)
         return True
+
+    def _count_in(self, batch: pa.RecordBatch) -> None:
+        self.metrics.rows_in += batch.num_rows
+        self.metrics.batches_in += 1
+        first = self._operator_metrics[0]
+        first.rows_in += batch.num_rows
+        first.batches_in += 1
 
     def tick(self, now: float) -> None:
         """Periodic processing-time hook: idle inputs, operators' timers."""

@@ -81,24 +81,26 @@ class TwoPhaseAggregate:
                 raise PlanError(operator, f"two aggregates are named '{a.name}'", a.name)
         self.output_fields = [self._output_field(operator, a, schema) for a in aggs]
         self.ordered = any(a.function in ("first", "last") for a in aggs)
-        # (input column, function, options) per partial column, and how partial columns merge.
-        self._partial: list[tuple[str | list[str], str, pc.FunctionOptions | None]] = []
+        # (input column, function, keep nulls) per partial column, and how partial columns merge.
+        # A flag rather than the options object: pyarrow's options do not pickle, and plans
+        # travel to Ray actors.
+        self._partial: list[tuple[str | list[str], str, bool]] = []
         self._merge: list[str] = []
         self._distinct_columns: list[str] = []
         for a in aggs:
             if a.function == "count":
-                self._partial.append(([], "count_all", None) if a.column is None else (a.column, "count", None))
+                self._partial.append(([], "count_all", False) if a.column is None else (a.column, "count", False))
                 self._merge.append("sum")
             elif a.function in ("sum", "min", "max"):
-                self._partial.append((a.column or "", a.function, None))
+                self._partial.append((a.column or "", a.function, False))
                 self._merge.append(a.function)
             elif a.function == "mean":
-                self._partial += [(a.column or "", "sum", None), (a.column or "", "count", None)]
+                self._partial += [(a.column or "", "sum", False), (a.column or "", "count", False)]
                 self._merge += ["sum", "sum"]
             elif a.function in ("first", "last"):
                 self._partial += [
-                    (time_column, "min" if a.function == "first" else "max", None),
-                    (a.column or "", a.function, _KEEP_NULLS),
+                    (time_column, "min" if a.function == "first" else "max", False),
+                    (a.column or "", a.function, True),
                 ]
                 self._merge += ["min" if a.function == "first" else "max", a.function]
             else:  # count_distinct
@@ -136,7 +138,8 @@ class TwoPhaseAggregate:
         if self.ordered:
             table = table.sort_by(self.time_column)
         grouped = table.group_by(group, use_threads=False)
-        main = grouped.aggregate([(c, f, o) if o else (c, f) for c, f, o in self._partial] + [(c, f) for c, f, _ in extra])
+        partial = [(c, f, _KEEP_NULLS) if keep else (c, f) for c, f, keep in self._partial]
+        main = grouped.aggregate(partial + [(c, f) for c, f, _ in extra])
         main = main.rename_columns(group + self._partial_names + [name for _, _, name in extra])
         distinct = [
             table.group_by(group + [c], use_threads=False).aggregate([]).rename_columns(group + ["__v"])

@@ -3,14 +3,14 @@
 import pyarrow as pa
 import pytest
 
-from engine import Dataflow, InlineExecutor, OptionError, PlanError, build_plan, col
+from engine import Dataflow, OptionError, PlanError, build_plan, col
 from engine.partitioning import Broadcast, Forward, Hash, Rebalance
 from operators import Tumbling, agg
 
 TABLE = pa.table({"ts": [0, 1000, 1500, 2500], "k": ["a", "b", "a", "b"], "v": [1, 2, 3, 4]})
 
 
-def test_source_filter_select_collect_fuse_into_one_vertex():
+def test_source_filter_select_collect_fuse_into_one_vertex(executor):
     flow = Dataflow("fuse")
     flow.from_table("src", TABLE, event_time="ts").filter(col("v") > 1, name="f").select("ts", "v", name="sel").collect("out")
     plan = build_plan(flow)
@@ -19,7 +19,7 @@ def test_source_filter_select_collect_fuse_into_one_vertex():
     assert [n.name for n in vertex.nodes] == ["src", "f", "sel", "out"]
     assert vertex.inputs == [] and vertex.outputs == []
     assert vertex.is_source
-    result = InlineExecutor().run(plan).table("out")
+    result = executor.run(plan).table("out")
     assert result.column_names == ["ts", "v"]
     assert result["v"].to_pylist() == [2, 3, 4]
 
@@ -45,13 +45,13 @@ def test_global_window_is_its_own_vertex_with_a_forward_edge():
     assert plan.vertices[1].inputs[0].partitioning == Forward()
 
 
-def test_keyed_window_in_parallel_gives_the_same_result():
+def test_keyed_window_in_parallel_gives_the_same_result(executor):
     def run(parallelism):
         flow = Dataflow("par", parallelism=parallelism)
         src = flow.from_table("src", TABLE, event_time="ts").with_parallelism(1)
         src.key_by("k").window(Tumbling(1000), [agg("sum", "v")], name="w").collect("out")
         plan = build_plan(flow)
-        result = InlineExecutor().run(plan).table("out")
+        result = executor.run(plan).table("out")
         return plan, sorted(zip(result["k"].to_pylist(), result["v_sum"].to_pylist(), strict=True))
 
     plan, rows = run(3)
@@ -59,38 +59,38 @@ def test_keyed_window_in_parallel_gives_the_same_result():
     assert run(1)[1] == rows == [("a", 1), ("a", 3), ("b", 2), ("b", 4)]
 
 
-def test_parallelism_change_gives_rebalance():
+def test_parallelism_change_gives_rebalance(executor):
     flow = Dataflow("rebalance")
     src = flow.from_table("src", TABLE, event_time="ts", batch_size=1)
     src.filter(col("v") > 0, name="f").with_parallelism(3).collect("out")
     plan = build_plan(flow)
     assert [(v.name, v.parallelism) for v in plan.vertices] == [("src", 1), ("f -> out", 3)]
     assert plan.vertices[1].inputs[0].partitioning == Rebalance()
-    result = InlineExecutor().run(plan)
+    result = executor.run(plan)
     assert sorted(result.table("out")["v"].to_pylist()) == [1, 2, 3, 4]
     assert len(result.outputs["out"]) == 3
     # Round robin: four one-row batches over three tasks.
     assert sorted(t.num_rows for t in result.outputs["out"]) == [1, 1, 2]
 
 
-def test_broadcast_sends_every_row_to_every_task():
+def test_broadcast_sends_every_row_to_every_task(executor):
     flow = Dataflow("broadcast")
     src = flow.from_table("src", TABLE, event_time="ts")
     src.broadcast().filter(col("v") > 2, name="f").with_parallelism(2).collect("out")
     plan = build_plan(flow)
     assert plan.vertices[1].inputs[0].partitioning == Broadcast()
-    result = InlineExecutor().run(plan)
+    result = executor.run(plan)
     assert [t["v"].to_pylist() for t in result.outputs["out"]] == [[3, 4], [3, 4]]
 
 
-def test_an_output_read_twice_is_not_fused():
+def test_an_output_read_twice_is_not_fused(executor):
     flow = Dataflow("twice")
     filtered = flow.from_table("src", TABLE, event_time="ts").filter(col("v") > 2, name="f")
     filtered.collect("o1")
     filtered.collect("o2")
     plan = build_plan(flow)
     assert [v.name for v in plan.vertices] == ["src -> f", "o1", "o2"]
-    result = InlineExecutor().run(plan)
+    result = executor.run(plan)
     assert result.table("o1")["v"].to_pylist() == result.table("o2")["v"].to_pylist() == [3, 4]
 
 
@@ -114,7 +114,7 @@ def test_explain_shows_both_join_inputs():
     assert "<- [1].main hash(k) (input 1)" in text
 
 
-def test_a_dataflow_without_sink_is_a_plan_error():
+def test_a_dataflow_without_sink_is_a_plan_error(executor):
     flow = Dataflow("nosink")
     flow.from_table("src", TABLE, event_time="ts").filter(col("v") > 0)
     with pytest.raises(PlanError) as error:
@@ -122,7 +122,7 @@ def test_a_dataflow_without_sink_is_a_plan_error():
     assert error.value.operator == "nosink"
     assert "no sink" in str(error.value)
     with pytest.raises(PlanError):
-        InlineExecutor().run(flow)
+        executor.run(flow)
 
 
 def test_keyed_operator_in_parallel_needs_key_by_on_every_input():

@@ -18,33 +18,33 @@ def millis(table, column="ts"):
     return table.column(column).cast(pa.int64()).to_pylist()
 
 
-def run_source(table, **options):
+def run_source(executor, table, **options):
     flow = Dataflow("sources")
     stream = flow.from_table("src", table, event_time="ts", **options)
     stream.collect("out")
     stream.dead_letter().collect("dead")
-    result = InlineExecutor().run(flow)
+    result = executor.run(flow)
     return result.table("out"), result.table("dead"), result
 
 
 # ---- event-time normalisation ----------------------------------------------------------------
 
 
-def test_integer_event_times_are_epoch_millis():
-    out, dead, _ = run_source(pa.table({"ts": pa.array([0, 1500, JAN_1], pa.int64()), "v": [1, 2, 3]}))
+def test_integer_event_times_are_epoch_millis(executor):
+    out, dead, _ = run_source(executor, pa.table({"ts": pa.array([0, 1500, JAN_1], pa.int64()), "v": [1, 2, 3]}))
     assert out.schema.field("ts").type == EVENT_TIME_TYPE
     assert millis(out) == [0, 1500, JAN_1]
     assert dead.num_rows == 0
 
 
-def test_int32_event_times():
-    out, _, _ = run_source(pa.table({"ts": pa.array([5, 7], pa.int32()), "v": [1, 2]}))
+def test_int32_event_times(executor):
+    out, _, _ = run_source(executor, pa.table({"ts": pa.array([5, 7], pa.int32()), "v": [1, 2]}))
     assert millis(out) == [5, 7]
 
 
-def test_iso_strings_with_and_without_offset():
+def test_iso_strings_with_and_without_offset(executor):
     times = ["2024-01-01T00:00:00", "2024-01-01T01:00:00+01:00", "2024-01-01T00:00:01.250Z", "2024-01-01 00:00:02"]
-    out, dead, _ = run_source(pa.table({"ts": times, "v": [1, 2, 3, 4]}))
+    out, dead, _ = run_source(executor, pa.table({"ts": times, "v": [1, 2, 3, 4]}))
     assert out.schema.field("ts").type == EVENT_TIME_TYPE
     # Naive times are UTC; an offset is taken into account.
     assert millis(out) == [JAN_1, JAN_1, JAN_1 + 1250, JAN_1 + 2000]
@@ -52,33 +52,33 @@ def test_iso_strings_with_and_without_offset():
     assert dead.num_rows == 0
 
 
-def test_time_format():
-    out, dead, _ = run_source(
+def test_time_format(executor):
+    out, dead, _ = run_source(executor,
         pa.table({"ts": ["01/01/2024 00:00:05", "31/12/2023 23:59:59"], "v": [1, 2]}), time_format="%d/%m/%Y %H:%M:%S"
     )
     assert millis(out) == [JAN_1 + 5000, JAN_1 - 1000]
     assert dead.num_rows == 0
 
 
-def test_timestamps_of_other_units_and_zones_and_dates():
+def test_timestamps_of_other_units_and_zones_and_dates(executor):
     seconds = pa.array([1, 2], pa.timestamp("s"))  # naive: UTC
-    out, _, _ = run_source(pa.table({"ts": seconds, "v": [1, 2]}))
+    out, _, _ = run_source(executor, pa.table({"ts": seconds, "v": [1, 2]}))
     assert millis(out) == [1000, 2000]
     zoned = pa.array(
         [dt.datetime(2024, 1, 1, 1, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))], pa.timestamp("us", "Europe/Paris")
     )
-    out, _, _ = run_source(pa.table({"ts": zoned, "v": [1]}))
+    out, _, _ = run_source(executor, pa.table({"ts": zoned, "v": [1]}))
     assert millis(out) == [JAN_1]
-    out, _, _ = run_source(pa.table({"ts": pa.array([dt.date(2024, 1, 1)], pa.date32()), "v": [1]}))
+    out, _, _ = run_source(executor, pa.table({"ts": pa.array([dt.date(2024, 1, 1)], pa.date32()), "v": [1]}))
     assert millis(out) == [JAN_1]
 
 
 # ---- dead letters ----------------------------------------------------------------------------
 
 
-def test_null_and_unparseable_event_times_go_to_the_dead_letter():
+def test_null_and_unparseable_event_times_go_to_the_dead_letter(executor):
     table = pa.table({"ts": ["2024-01-01T00:00:00", "garbage", None, "2024-01-01T00:00:03"], "v": [1, 2, 3, 4]})
-    out, dead, result = run_source(table)
+    out, dead, result = run_source(executor, table)
     assert out["v"].to_pylist() == [1, 4]
     assert millis(out) == [JAN_1, JAN_1 + 3000]
     # The dead letter keeps the row as it came (the raw time string) and says why.
@@ -91,20 +91,20 @@ def test_null_and_unparseable_event_times_go_to_the_dead_letter():
     assert result.unconsumed() == {}
 
 
-def test_unparseable_with_time_format_goes_to_the_dead_letter():
+def test_unparseable_with_time_format_goes_to_the_dead_letter(executor):
     table = pa.table({"ts": ["01/01/2024 00:00:05", "2024-01-01"], "v": [1, 2]})
-    out, dead, _ = run_source(table, time_format="%d/%m/%Y %H:%M:%S")
+    out, dead, _ = run_source(executor, table, time_format="%d/%m/%Y %H:%M:%S")
     assert out["v"].to_pylist() == [1]
     assert dead.to_pylist() == [{"ts": "2024-01-01", "v": 2, "reason": "unparseable event time in column 'ts'"}]
 
 
-def test_null_integer_event_time_goes_to_the_dead_letter():
-    out, dead, _ = run_source(pa.table({"ts": pa.array([1000, None], pa.int64()), "v": [1, 2]}))
+def test_null_integer_event_time_goes_to_the_dead_letter(executor):
+    out, dead, _ = run_source(executor, pa.table({"ts": pa.array([1000, None], pa.int64()), "v": [1, 2]}))
     assert millis(out) == [1000]
     assert dead.to_pylist() == [{"ts": None, "v": 2, "reason": "null event time in column 'ts'"}]
 
 
-def test_declared_validation_on_the_source():
+def test_declared_validation_on_the_source(executor):
     table = pa.table(
         {
             "ts": ["2024-01-01T00:00:00", "2024-01-01T00:00:01", "bad", "2024-01-01T00:00:02", "2024-01-01T00:00:03"],
@@ -112,7 +112,7 @@ def test_declared_validation_on_the_source():
         }
     )
     check = {"score in [0,1]": (col("score") >= 0) & (col("score") <= 1)}
-    out, dead, _ = run_source(table, validate=check)
+    out, dead, _ = run_source(executor, table, validate=check)
     assert out["score"].to_pylist() == [0.5, 1.0]
     assert dead.to_pylist() == [
         {"ts": "2024-01-01T00:00:01", "score": 1.5, "reason": "score in [0,1]"},
@@ -123,7 +123,7 @@ def test_declared_validation_on_the_source():
     ]
 
 
-def test_the_pipeline_continues_after_refused_rows():
+def test_the_pipeline_continues_after_refused_rows(executor):
     table = pa.table(
         {
             "ts": [0, 100, None, 1200, 1300, 2500],
@@ -133,7 +133,7 @@ def test_the_pipeline_continues_after_refused_rows():
     flow = Dataflow("continue")
     src = flow.from_table("src", table, event_time="ts", batch_size=2, validate={"ok": col("score") <= 1})
     src.window(Tumbling(1000), [agg("sum", "score"), agg("count")]).collect("out")
-    result = InlineExecutor().run(flow)
+    result = executor.run(flow)
     out = result.table("out")
     assert millis(out, "window_start") == [0, 1000, 2000]
     assert out["count"].to_pylist() == [1, 2, 1]
@@ -152,10 +152,10 @@ def test_table_source_partitions_read_every_other_batch():
     assert source.poll() is END_OF_INPUT
 
 
-def test_table_source_in_parallel_reads_everything_once():
+def test_table_source_in_parallel_reads_everything_once(executor):
     flow = Dataflow("parallel", parallelism=3)
     flow.from_table("src", pa.table({"ts": list(range(10))}), event_time="ts", batch_size=2).collect("out")
-    result = InlineExecutor().run(flow)
+    result = executor.run(flow)
     assert sorted(millis(result.table("out"))) == list(range(10))
 
 

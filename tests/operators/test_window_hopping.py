@@ -3,7 +3,7 @@
 import pyarrow as pa
 import pytest
 
-from engine import Collector, Dataflow, InlineExecutor
+from engine import Collector, Dataflow
 from engine.timeutil import EVENT_TIME_TYPE
 from operators import Hopping, Tumbling, agg
 from operators.window import build_window
@@ -17,12 +17,12 @@ def rows(table, columns):
     return list(zip(*(a.to_pylist() for a in arrays), strict=True))
 
 
-def run(table, build, batch_size=10_000):
+def run(executor, table, build, batch_size=10_000):
     flow = Dataflow("hopping")
     windowed = build(flow.from_table("src", table, event_time="ts", batch_size=batch_size))
     windowed.collect("out")
     windowed.late().collect("late")
-    result = InlineExecutor().run(flow)
+    result = executor.run(flow)
     return result.table("out"), result.table("late")
 
 
@@ -32,9 +32,9 @@ def batch(ts, k, v):
     )
 
 
-def test_global_hopping_size_twice_the_slide():
+def test_global_hopping_size_twice_the_slide(executor):
     table = pa.table({"ts": [0, 1500, 2200], "k": ["a"] * 3, "v": [1, 2, 4]})
-    out, _ = run(table, lambda s: s.window(Hopping(size=2000, slide=1000), [agg("sum", "v"), agg("count")]))
+    out, _ = run(executor, table, lambda s: s.window(Hopping(size=2000, slide=1000), [agg("sum", "v"), agg("count")]))
     assert rows(out, ["window_start", "window_end", "window_time", "v_sum", "count", "is_update"]) == [
         (-1000, 1000, 999, 1, 1, False),
         (0, 2000, 1999, 3, 2, False),
@@ -43,9 +43,9 @@ def test_global_hopping_size_twice_the_slide():
     ]
 
 
-def test_keyed_hopping():
+def test_keyed_hopping(executor):
     table = pa.table({"ts": [0, 500, 1200, 1300, 2100], "k": ["a", "b", "a", "b", "a"], "v": [1, 10, 2, 20, 3]})
-    out, _ = run(table, lambda s: s.key_by("k").window(Hopping(size=2000, slide=1000), [agg("sum", "v")]))
+    out, _ = run(executor, table, lambda s: s.key_by("k").window(Hopping(size=2000, slide=1000), [agg("sum", "v")]))
     assert sorted(rows(out, ["k", "window_start", "v_sum"])) == [
         ("a", -1000, 1),
         ("a", 0, 3),
@@ -57,10 +57,10 @@ def test_keyed_hopping():
     ]
 
 
-def test_size_not_a_multiple_of_slide():
+def test_size_not_a_multiple_of_slide(executor):
     # Windows [0, 1500), [1000, 2500), [2000, 3500)...; bins of gcd(1500, 1000) = 500 ms.
     table = pa.table({"ts": [100, 1200, 1600, 2400], "k": ["a"] * 4, "v": [1, 2, 4, 8]})
-    out, _ = run(table, lambda s: s.window(Hopping(size=1500, slide=1000), [agg("sum", "v")]))
+    out, _ = run(executor, table, lambda s: s.window(Hopping(size=1500, slide=1000), [agg("sum", "v")]))
     assert rows(out, ["window_start", "window_end", "v_sum"]) == [
         (-1000, 500, 1),
         (0, 1500, 3),
@@ -69,17 +69,17 @@ def test_size_not_a_multiple_of_slide():
     ]
 
 
-def test_slide_equal_to_size_is_tumbling():
+def test_slide_equal_to_size_is_tumbling(executor):
     table = pa.table({"ts": [0, 700, 1200, 2900, 3100], "k": ["a", "b", "a", "a", "b"], "v": [1, 2, 3, 4, 5]})
-    hopping, _ = run(table, lambda s: s.key_by("k").window(Hopping(1000, 1000), [agg("sum", "v")]))
-    tumbling, _ = run(table, lambda s: s.key_by("k").window(Tumbling(1000), [agg("sum", "v")]))
+    hopping, _ = run(executor, table, lambda s: s.key_by("k").window(Hopping(1000, 1000), [agg("sum", "v")]))
+    tumbling, _ = run(executor, table, lambda s: s.key_by("k").window(Tumbling(1000), [agg("sum", "v")]))
     columns = ["k", "window_start", "window_end", "v_sum"]
     assert sorted(rows(hopping, columns)) == sorted(rows(tumbling, columns))
 
 
-def test_gaps_between_rows_give_no_empty_windows():
+def test_gaps_between_rows_give_no_empty_windows(executor):
     table = pa.table({"ts": [0, 10_000], "k": ["a", "a"], "v": [1, 2]})
-    out, _ = run(table, lambda s: s.window(Hopping(size=2000, slide=1000), [agg("count")]))
+    out, _ = run(executor, table, lambda s: s.window(Hopping(size=2000, slide=1000), [agg("count")]))
     assert rows(out, ["window_start", "count"]) == [(-1000, 1), (0, 1), (9000, 1), (10_000, 1)]
 
 
@@ -112,7 +112,7 @@ def test_hopping_windows_fire_one_by_one_as_the_watermark_passes():
     assert window.bins == {}
 
 
-def test_late_rows_and_allowed_lateness():
+def test_late_rows_and_allowed_lateness(executor):
     table = pa.table(
         {
             "ts": [0, 2201, 1800, 2500, 1500, 400, 5000, 1600],
@@ -120,7 +120,7 @@ def test_late_rows_and_allowed_lateness():
             "v": [1, 2, 4, 8, 16, 32, 64, 128],
         }
     )
-    out, late = run(
+    out, late = run(executor,
         table, lambda s: s.window(Hopping(size=2000, slide=1000, allowed_lateness=500), [agg("sum", "v")]), batch_size=1
     )
     assert rows(out, ["window_start", "v_sum", "is_update"]) == [
@@ -137,10 +137,10 @@ def test_late_rows_and_allowed_lateness():
     assert rows(late, ["ts", "v"]) == [(400, 32), (1600, 128)]
 
 
-def test_no_update_for_a_hopping_window_past_its_end():
+def test_no_update_for_a_hopping_window_past_its_end(executor):
     # Lateness 0: a row for an open window that also falls in a fired one only counts in the open one.
     table = pa.table({"ts": [100, 2000, 1500, 4000], "k": ["a"] * 4, "v": [1, 2, 4, 8]})
-    out, late = run(table, lambda s: s.window(Hopping(size=2000, slide=1000), [agg("sum", "v")]), batch_size=1)
+    out, late = run(executor, table, lambda s: s.window(Hopping(size=2000, slide=1000), [agg("sum", "v")]), batch_size=1)
     assert rows(out, ["window_start", "v_sum", "is_update"]) == [
         (-1000, 1, False),
         (0, 1, False),
@@ -153,12 +153,12 @@ def test_no_update_for_a_hopping_window_past_its_end():
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 5])
-def test_batching_does_not_change_results(batch_size):
+def test_batching_does_not_change_results(executor, batch_size):
     table = pa.table({"ts": [0, 300, 900, 1200, 1700, 2600], "k": ["a", "b", "a", "b", "a", "b"], "v": [1, 2, 3, 4, 5, 6]})
-    out, _ = run(
+    out, _ = run(executor,
         table, lambda s: s.key_by("k").window(Hopping(1500, 500), [agg("sum", "v"), agg("min", "v")]), batch_size=batch_size
     )
-    expected, _ = run(table, lambda s: s.key_by("k").window(Hopping(1500, 500), [agg("sum", "v"), agg("min", "v")]))
+    expected, _ = run(executor, table, lambda s: s.key_by("k").window(Hopping(1500, 500), [agg("sum", "v"), agg("min", "v")]))
     columns = ["k", "window_start", "v_sum", "v_min"]
     assert sorted(rows(out, columns)) == sorted(rows(expected, columns))
     # Each row is in size / slide = 3 windows.

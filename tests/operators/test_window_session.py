@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from engine import Collector, Dataflow, InlineExecutor
+from engine import Collector, Dataflow
 from engine.timeutil import EVENT_TIME_TYPE
 from operators import Session, agg
 from operators.window import build_window
@@ -16,12 +16,12 @@ def rows(table, columns):
     return list(zip(*(a.to_pylist() for a in arrays), strict=True))
 
 
-def run(table, build, batch_size=10_000, out_of_orderness=0):
+def run(executor, table, build, batch_size=10_000, out_of_orderness=0):
     flow = Dataflow("session")
     windowed = build(flow.from_table("src", table, event_time="ts", batch_size=batch_size, out_of_orderness=out_of_orderness))
     windowed.collect("out")
     windowed.late().collect("late")
-    result = InlineExecutor().run(flow)
+    result = executor.run(flow)
     return result.table("out"), result.table("late")
 
 
@@ -31,7 +31,7 @@ def batch(ts, k, v):
     )
 
 
-def test_keyed_sessions():
+def test_keyed_sessions(executor):
     table = pa.table(
         {
             "ts": [0, 300, 1000, 1250, 2500, 2600, 3400],
@@ -39,7 +39,7 @@ def test_keyed_sessions():
             "v": [1, 2, 3, 4, 5, 6, 7],
         }
     )
-    out, late = run(table, lambda s: s.key_by("k").window(Session(gap=1000), [agg("sum", "v"), agg("count")]))
+    out, late = run(executor, table, lambda s: s.key_by("k").window(Session(gap=1000), [agg("sum", "v"), agg("count")]))
     assert out.column_names == ["k", "window_start", "window_end", "window_time", "v_sum", "count", "is_update"]
     assert sorted(rows(out, ["k", "window_start", "window_end", "window_time", "v_sum", "count", "is_update"])) == [
         ("a", 0, 2250, 2249, 7, 3, False),  # 0, 300, 1250: each less than 1000 after the previous
@@ -50,31 +50,31 @@ def test_keyed_sessions():
     assert late.num_rows == 0
 
 
-def test_rows_exactly_gap_apart_are_two_sessions():
+def test_rows_exactly_gap_apart_are_two_sessions(executor):
     table = pa.table({"ts": [0, 1000, 1999], "k": ["a"] * 3, "v": [1, 2, 3]})
-    out, _ = run(table, lambda s: s.window(Session(gap=1000), [agg("sum", "v")]))
+    out, _ = run(executor, table, lambda s: s.window(Session(gap=1000), [agg("sum", "v")]))
     assert rows(out, ["window_start", "window_end", "v_sum"]) == [(0, 1000, 1), (1000, 2999, 5)]
 
 
-def test_global_sessions():
+def test_global_sessions(executor):
     table = pa.table({"ts": [0, 500, 900, 3000, 3100], "k": ["a", "b", "c", "a", "b"], "v": [1, 2, 3, 4, 5]})
-    out, _ = run(table, lambda s: s.window(Session(gap=600), [agg("count"), agg("count_distinct", "k"), agg("max", "v")]))
+    out, _ = run(executor, table, lambda s: s.window(Session(gap=600), [agg("count"), agg("count_distinct", "k"), agg("max", "v")]))
     assert rows(out, ["window_start", "window_end", "count", "k_count_distinct", "v_max", "is_update"]) == [
         (0, 1500, 3, 3, 3, False),
         (3000, 3700, 2, 2, 5, False),
     ]
 
 
-def test_null_keys_form_a_session_of_their_own():
+def test_null_keys_form_a_session_of_their_own(executor):
     table = pa.table({"ts": [0, 100, 200], "k": [None, "a", None], "v": [1, 2, 4]})
-    out, _ = run(table, lambda s: s.key_by("k").window(Session(gap=1000), [agg("sum", "v")]))
+    out, _ = run(executor, table, lambda s: s.key_by("k").window(Session(gap=1000), [agg("sum", "v")]))
     assert sorted(rows(out, ["k", "window_start", "v_sum"]), key=str) == [("a", 100, 2), (None, 0, 5)]
 
 
-def test_a_row_that_bridges_two_sessions_merges_them():
+def test_a_row_that_bridges_two_sessions_merges_them(executor):
     # With 1000 ms of out-of-orderness, 800 comes in time to join [0, 1000) and [1500, 2500).
     table = pa.table({"ts": [0, 1500, 800, 5000], "k": ["a"] * 4, "v": [1, 2, 4, 8]})
-    out, late = run(
+    out, late = run(executor,
         table,
         lambda s: s.window(Session(gap=1000), [agg("sum", "v"), agg("first", "v"), agg("last", "v")]),
         batch_size=1,
@@ -114,9 +114,9 @@ def test_sessions_fire_only_when_the_watermark_passes_their_end():
     assert window.buffer == []  # nothing kept once emitted (no allowed lateness)
 
 
-def test_late_rows_go_to_the_late_output():
+def test_late_rows_go_to_the_late_output(executor):
     table = pa.table({"ts": [0, 300, 2500, 100, 1600, 5000], "k": ["a"] * 6, "v": [1, 2, 4, 8, 16, 32]})
-    out, late = run(table, lambda s: s.key_by("k").window(Session(gap=1000), [agg("sum", "v")]), batch_size=1)
+    out, late = run(executor, table, lambda s: s.key_by("k").window(Session(gap=1000), [agg("sum", "v")]), batch_size=1)
     # Watermark 2499: [0, 1300) is closed, so 100 is late; 1600's session [1600, 2600) is not
     # past the watermark yet and merges with 2500.
     assert rows(out, ["window_start", "window_end", "v_sum", "is_update"]) == [
@@ -127,9 +127,9 @@ def test_late_rows_go_to_the_late_output():
     assert rows(late, ["ts", "v"]) == [(100, 8)]
 
 
-def test_allowed_lateness_emits_an_update():
+def test_allowed_lateness_emits_an_update(executor):
     table = pa.table({"ts": [0, 300, 2000, 500, 4000, 100], "k": ["a"] * 6, "v": [1, 2, 4, 8, 16, 32]})
-    out, late = run(
+    out, late = run(executor,
         table,
         lambda s: s.key_by("k").window(Session(gap=1000, allowed_lateness=1000), [agg("sum", "v"), agg("count")]),
         batch_size=1,
@@ -146,7 +146,7 @@ def test_allowed_lateness_emits_an_update():
     assert rows(late, ["ts", "v"]) == [(100, 32)]
 
 
-def test_batching_does_not_change_results():
+def test_batching_does_not_change_results(executor):
     table = pa.table(
         {
             "ts": [0, 150, 400, 1200, 1250, 1900, 3000, 3050],
@@ -156,7 +156,7 @@ def test_batching_does_not_change_results():
     )
     expected = None
     for batch_size in (1, 3, 100):
-        out, late = run(table, lambda s: s.key_by("k").window(Session(gap=700), [agg("sum", "v")]), batch_size=batch_size)
+        out, late = run(executor, table, lambda s: s.key_by("k").window(Session(gap=700), [agg("sum", "v")]), batch_size=batch_size)
         result = sorted(rows(out, ["k", "window_start", "window_end", "v_sum"]))
         assert late.num_rows == 0
         expected = expected or result

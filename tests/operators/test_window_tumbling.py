@@ -21,12 +21,12 @@ def rows(table, columns):
     return list(zip(*(a.to_pylist() for a in arrays), strict=True))
 
 
-def run(table, build, batch_size=10_000, out_of_orderness=0):
+def run(executor, table, build, batch_size=10_000, out_of_orderness=0):
     flow = Dataflow("tumbling")
     windowed = build(flow.from_table("src", table, event_time="ts", batch_size=batch_size, out_of_orderness=out_of_orderness))
     windowed.collect("out")
     windowed.late().collect("late")
-    result = InlineExecutor().run(flow)
+    result = executor.run(flow)
     return result.table("out"), result.table("late")
 
 
@@ -63,8 +63,8 @@ TABLE = pa.table(
 )
 
 
-def test_keyed_tumbling():
-    out, late = run(TABLE, lambda s: s.key_by("k").window(Tumbling(1000), [agg("sum", "v"), agg("count")]))
+def test_keyed_tumbling(executor):
+    out, late = run(executor, TABLE, lambda s: s.key_by("k").window(Tumbling(1000), [agg("sum", "v"), agg("count")]))
     assert out.column_names == ["k", "window_start", "window_end", "window_time", "v_sum", "count", "is_update"]
     assert sorted(rows(out, ["window_start", "k", "v_sum", "count"])) == [
         (0, "a", 4, 2),
@@ -78,8 +78,8 @@ def test_keyed_tumbling():
     assert late.num_rows == 0
 
 
-def test_window_columns():
-    out, _ = run(TABLE, lambda s: s.window(Tumbling(timedelta(seconds=1)), [agg("count")]))
+def test_window_columns(executor):
+    out, _ = run(executor, TABLE, lambda s: s.window(Tumbling(timedelta(seconds=1)), [agg("count")]))
     assert out.schema.field("window_start").type == EVENT_TIME_TYPE
     assert out.schema.field("window_end").type == EVENT_TIME_TYPE
     assert out.schema.field("window_time").type == EVENT_TIME_TYPE
@@ -92,7 +92,7 @@ def test_window_columns():
     ]
 
 
-def test_global_tumbling_with_every_aggregate():
+def test_global_tumbling_with_every_aggregate(executor):
     table = pa.table(
         {
             "ts": [2000, 100, 900, 500, 1200],
@@ -111,7 +111,7 @@ def test_global_tumbling_with_every_aggregate():
         agg("last", "k"),
         agg("count_distinct", "k"),
     ]
-    out, _ = run(table, lambda s: s.window(Tumbling(1000), aggregates), batch_size=2, out_of_orderness=5000)
+    out, _ = run(executor, table, lambda s: s.window(Tumbling(1000), aggregates), batch_size=2, out_of_orderness=5000)
     names = ["window_start", "v_sum", "count", "v_count", "v_min", "v_max", "v_mean", "k_first", "k_last", "k_count_distinct"]
     assert rows(out, names) == [
         # first/last by event time: 100 (y) and 900 (x); count_distinct skips the null, as in SQL.
@@ -121,8 +121,8 @@ def test_global_tumbling_with_every_aggregate():
     ]
 
 
-def test_dict_form_of_aggregates():
-    out, _ = run(TABLE, lambda s: s.window(Tumbling(2000), {"total": ("sum", "v"), "n": ("count", None)}))
+def test_dict_form_of_aggregates(executor):
+    out, _ = run(executor, TABLE, lambda s: s.window(Tumbling(2000), {"total": ("sum", "v"), "n": ("count", None)}))
     assert rows(out, ["window_start", "total", "n"]) == [(0, 15, 5), (2000, 13, 2)]
 
 
@@ -176,27 +176,27 @@ def test_windows_fire_before_the_input_ends():
     assert rows(out, ["window_start", "v_sum"]) == [(0, 3), (1000, 6)]
 
 
-def test_late_rows_go_to_the_late_output():
+def test_late_rows_go_to_the_late_output(executor):
     table = pa.table({"ts": [0, 1500, 200, 999, 1000, 2500], "k": ["a"] * 6, "v": [1, 2, 3, 4, 5, 6]})
-    out, late = run(table, lambda s: s.key_by("k").window(Tumbling(1000), [agg("sum", "v")]), batch_size=1)
+    out, late = run(executor, table, lambda s: s.key_by("k").window(Tumbling(1000), [agg("sum", "v")]), batch_size=1)
     # 200 and 999 come after the watermark 1499 closed [0, 1000); 1000 is still on time.
     assert rows(out, ["window_start", "v_sum", "is_update"]) == [(0, 1, False), (1000, 7, False), (2000, 6, False)]
     assert late.column_names == ["ts", "k", "v"]
     assert rows(late, ["ts", "v"]) == [(200, 3), (999, 4)]
 
 
-def test_out_of_orderness_keeps_rows_on_time():
+def test_out_of_orderness_keeps_rows_on_time(executor):
     table = pa.table({"ts": [0, 1500, 200, 2500], "k": ["a"] * 4, "v": [1, 2, 3, 4]})
-    out, late = run(table, lambda s: s.window(Tumbling(1000), [agg("sum", "v")]), batch_size=1, out_of_orderness=600)
+    out, late = run(executor, table, lambda s: s.window(Tumbling(1000), [agg("sum", "v")]), batch_size=1, out_of_orderness=600)
     assert rows(out, ["window_start", "v_sum"]) == [(0, 4), (1000, 2), (2000, 4)]
     assert late.num_rows == 0
 
 
-def test_allowed_lateness_emits_an_update():
+def test_allowed_lateness_emits_an_update(executor):
     table = pa.table(
         {"ts": [0, 100, 1500, 200, 2100, 300, 3200], "k": ["a", "b", "a", "a", "a", "a", "a"], "v": [1, 10, 2, 3, 4, 5, 6]}
     )
-    out, late = run(
+    out, late = run(executor,
         table,
         lambda s: s.key_by("k").window(Tumbling(1000, allowed_lateness=1000), [agg("sum", "v"), agg("count")]),
         batch_size=1,
@@ -232,8 +232,8 @@ def test_allowed_lateness_keeps_state_until_end_plus_lateness():
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 3, 100])
-def test_batching_does_not_change_results(batch_size):
-    out, _ = run(TABLE, lambda s: s.key_by("k").window(Tumbling(1000), [agg("sum", "v"), agg("max", "v")]), batch_size=batch_size)
+def test_batching_does_not_change_results(executor, batch_size):
+    out, _ = run(executor, TABLE, lambda s: s.key_by("k").window(Tumbling(1000), [agg("sum", "v"), agg("max", "v")]), batch_size=batch_size)
     assert sorted(rows(out, ["window_start", "k", "v_sum", "v_max"])) == [
         (0, "a", 4, 3),
         (0, "b", 2, 2),
@@ -244,9 +244,9 @@ def test_batching_does_not_change_results(batch_size):
     ]
 
 
-def test_many_batches_in_one_bin_are_compacted():
+def test_many_batches_in_one_bin_are_compacted(executor):
     table = pa.table({"ts": list(range(0, 1000, 50)), "k": ["a"] * 20, "v": list(range(20))})
-    out, _ = run(
+    out, _ = run(executor,
         table, lambda s: s.window(Tumbling(1000), [agg("sum", "v"), agg("count"), agg("count_distinct", "v")]), batch_size=1
     )
     assert rows(out, ["window_start", "v_sum", "count", "v_count_distinct"]) == [(0, 190, 20, 20)]
