@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import msgpack
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.errors import CitystreamError, OptionError
 from engine.task import EndOfStream, Message, Watermark
@@ -89,6 +90,11 @@ class ChannelWriter(Generic[Ack]):
             understands (a Ray object ref of the receiver's acknowledgement, for instance).
         wait: given the un-acknowledged frames, blocks until at least one is acknowledged and
             returns ``(acknowledged, still_in_flight)``.
+        event_time: the event-time column of the stream, if it has one. A batch may then be
+            merged with the batch before it across the watermark between them when none of its
+            rows is late for that watermark: the receiver sees the same rows, in time for the
+            same windows, in one batch instead of two (sources follow every batch with a
+            watermark, so without this no small batches would ever merge).
         clock: monotonic seconds (injectable for tests).
     """
 
@@ -97,9 +103,11 @@ class ChannelWriter(Generic[Ack]):
         options: ChannelOptions,
         send: Callable[[int, list[pa.RecordBatch], bytes], Ack],
         wait: Callable[[list[Ack]], tuple[list[Ack], list[Ack]]],
+        event_time: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.options = options
+        self._event_time = event_time
         self._send = send
         self._wait = wait
         self._clock = clock
@@ -139,6 +147,8 @@ class ChannelWriter(Generic[Ack]):
             raise CitystreamError(f"a channel cannot carry {type(message).__name__}")
 
     def _write_batch(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return  # carries nothing; the watermarks around it still go
         limit = self.options.batch_rows
         if self._rows and self._rows + batch.num_rows > limit:
             self.flush()
@@ -154,10 +164,22 @@ class ChannelWriter(Generic[Ack]):
     def _append_rows(self, batch: pa.RecordBatch) -> None:
         if self._items and self._items[-1][0] == BATCH:
             self._groups[-1].append(batch)
+        elif self._mergeable_across_watermark(batch):
+            self._groups[-1].append(batch)  # [.., rows, watermark] -> [.., rows + batch, watermark]
         else:
             self._append([BATCH, len(self._groups)])
             self._groups.append([batch])
         self._rows += batch.num_rows
+
+    def _mergeable_across_watermark(self, batch: pa.RecordBatch) -> bool:
+        items = self._items
+        if self._event_time is None or len(items) < 2 or items[-1][0] != WATERMARK or items[-2][0] != BATCH:
+            return False
+        earliest = pc.min(batch.column(self._event_time))
+        if not earliest.is_valid:
+            return False
+        value = earliest.value if isinstance(earliest, pa.TimestampScalar) else earliest.as_py()
+        return bool(value >= items[-1][1])
 
     def _append(self, item: list[Any]) -> None:
         if not self._items:

@@ -97,6 +97,7 @@ class _Outbox:
 
     def __init__(self, options: ChannelOptions, wake: threading.Event) -> None:
         self.options = options
+        self.event_times: dict[tuple[int, int, int], str | None] = {}
         self.peers: dict[tuple[int, int], ActorHandle] = {}
         self.writers: dict[tuple[int, int, int], ChannelWriter[ray.ObjectRef]] = {}
         self._wake = wake
@@ -105,17 +106,17 @@ class _Outbox:
         key = (vertex, subtask, channel)
         writer = self.writers.get(key)
         if writer is None:
-            writer = self.writers[key] = self._writer(self.peers[(vertex, subtask)], channel)
+            writer = self.writers[key] = self._writer(self.peers[(vertex, subtask)], channel, self.event_times.get(key))
         was_empty = not writer.pending
         writer.write(message)
         if was_empty and writer.pending and self.options.linger_ms > 0:
             self._wake.set()
 
-    def _writer(self, peer: ActorHandle, channel: int) -> ChannelWriter[ray.ObjectRef]:
+    def _writer(self, peer: ActorHandle, channel: int, event_time: str | None) -> ChannelWriter[ray.ObjectRef]:
         def send(seq: int, batches: list[pa.RecordBatch], control: bytes) -> ray.ObjectRef:
             return peer.push.remote(channel, seq, time.time_ns(), batches, control)
 
-        return ChannelWriter(self.options, send, _wait_one)
+        return ChannelWriter(self.options, send, _wait_one, event_time)
 
     def flush_due(self, now: float) -> None:
         for writer in self.writers.values():
@@ -129,6 +130,19 @@ class _Outbox:
     def drain(self) -> None:
         for writer in self.writers.values():
             writer.drain()
+
+
+def _event_times_of_outputs(plan: PhysicalPlan, vertex: Vertex, subtask: int) -> dict[tuple[int, int, int], str | None]:
+    """The event-time column of the stream on each channel this task writes, by channel key."""
+    columns: dict[tuple[int, int, int], str | None] = {}
+    for edge in vertex.outputs:
+        column = vertex.nodes[edge.position].event_time.get(edge.output)
+        downstream = plan.vertices[edge.downstream]
+        for target in range(downstream.parallelism):
+            channels = plan.channels_into(downstream, target)
+            if (edge.downstream_input, subtask) in channels:
+                columns[(edge.downstream, target, channels.index((edge.downstream_input, subtask)))] = column
+    return columns
 
 
 def _wait_one(refs: list[ray.ObjectRef]) -> tuple[list[ray.ObjectRef], list[ray.ObjectRef]]:
@@ -201,6 +215,7 @@ class TaskActor:
         self._outcome: TaskOutcome | None = None
         self._outbox = _Outbox(options, self._wake)
         self._task = Task(plan, plan.vertices[vertex_id], subtask, self._outbox)
+        self._outbox.event_times = _event_times_of_outputs(plan, plan.vertices[vertex_id], subtask)
         self._reorder: ReorderBuffer[tuple[int, list[pa.RecordBatch], bytes]] = ReorderBuffer(len(self._task.channels))
         self._hop_latency: deque[float] = deque(maxlen=LATENCY_SAMPLE)
         self._batch_latency: deque[float] = deque(maxlen=LATENCY_SAMPLE)
@@ -384,7 +399,16 @@ class RayJob:
                 self._members.append(_Member(name, vertex, subtask, actor))
         peers = {(m.vertex.id, m.subtask): m.actor for m in self._members}
         connecting: dict[ray.ObjectRef, _Member] = {m.actor.connect.remote(peers): m for m in self._members}
-        self._collect(connecting, self._executor.start_timeout_s, lambda m, info: self._placed(m, info))
+        try:
+            self._collect(connecting, self._executor.start_timeout_s, lambda m, info: self._placed(m, info))
+        except TimeoutError:
+            waiting = [m.name for m in self._members if not m.pid]
+            options = {name: self._executor.actor_options_for(m.vertex) for m in self._members if (name := m.name) in waiting}
+            self._abort()
+            raise CitystreamError(
+                f"job '{self.plan.job}': tasks {waiting} did not start within {self._executor.start_timeout_s} s; "
+                f"does the cluster have what they ask for? {options}; it has {ray.available_resources()}"
+            ) from None
         self._pending = {m.actor.wait_done.remote(): m for m in self._members}
         for member in self._members:
             if member.vertex.is_source:
