@@ -230,14 +230,32 @@ def _window(in_flight: list[ray.ObjectRef], limit: int) -> list[ray.ObjectRef]:
 
 @ray.remote
 class BareSink:
+    """Counts like ``TimedCountSink``; records the hop latency of every call and, for batches
+    with a ``sched_ns`` column (part 2), the end-to-end latency of every row."""
+
     def __init__(self) -> None:
         self.sink = TimedCountSink()
+        self.collector = Collector({})
+        self.hops: list[float] = []
+        self.end_to_end: list[np.ndarray] = []
+        self.sched_ns: list[np.ndarray] = []
 
-    def push(self, batch: pa.RecordBatch) -> None:
-        self.sink.process_batch(batch, 0, Collector({}))
+    def push(self, batch: pa.RecordBatch, sent_ns: int) -> None:
+        now = time.time_ns()
+        self.hops.append((now - sent_ns) / 1e6)
+        if "sched_ns" in batch.schema.names:
+            sched = batch.column("sched_ns").to_numpy()
+            self.end_to_end.append((now - sched) / 1e6)
+            self.sched_ns.append(sched)
+        self.sink.process_batch(batch, 0, self.collector)
 
     def result(self) -> dict[str, Any]:
-        return self.sink.result()
+        return {
+            **self.sink.result(),
+            "hops_ms": self.hops,
+            "from_sched_ms": np.concatenate(self.end_to_end).tolist() if self.end_to_end else [],
+            "sched_ns": np.concatenate(self.sched_ns).tolist() if self.sched_ns else [],
+        }
 
 
 @ray.remote
@@ -246,38 +264,54 @@ class BareMid:
         self.sink = sink
         self.credits = credits
         self.in_flight: list[ray.ObjectRef] = []
+        self.hops: list[float] = []
 
-    def push(self, batch: pa.RecordBatch) -> None:
+    def push(self, batch: pa.RecordBatch, sent_ns: int) -> None:
+        self.hops.append((time.time_ns() - sent_ns) / 1e6)
         out = double_confidence(batch)
         self.in_flight = _window(self.in_flight, self.credits)
-        self.in_flight.append(self.sink.push.remote(out))
+        self.in_flight.append(self.sink.push.remote(out, time.time_ns()))
 
-    def drain(self) -> None:
+    def drain(self) -> list[float]:
+        """Waits for every call to the sink; returns the hop latencies seen."""
         ray.get(self.in_flight)
         self.in_flight = []
+        return self.hops
 
 
 @ray.remote
 class BareSource:
-    def __init__(self, mid: Any, batches: list[pa.RecordBatch], credits: int) -> None:
+    def __init__(self, mid: Any, credits: int) -> None:
         self.mid = mid
-        self.batches = batches
         self.credits = credits
 
     def ready(self) -> bool:
         return True
 
-    def run(self, total_rows: int) -> int:
+    def run(self, make: CycleBatches | PacedBatches) -> int:
+        """Sends what the generator ``make`` yields (sleeping 1 ms when it is idle, as the
+        engine's source loop does); returns the rows sent once the sink has everything."""
         in_flight: list[ray.ObjectRef] = []
         sent = 0
-        for batch in CycleBatches(self.batches, total_rows)(0, 1):
-            assert batch is not None
+        for batch in make(0, 1):
+            if batch is None:
+                time.sleep(0.001)
+                continue
             in_flight = _window(in_flight, self.credits)
-            in_flight.append(self.mid.push.remote(batch))
+            in_flight.append(self.mid.push.remote(batch, time.time_ns()))
             sent += batch.num_rows
         ray.get(in_flight)
         ray.get(self.mid.drain.remote())
         return sent
+
+
+def bare_chain() -> tuple[Any, Any, Any]:
+    """Three fresh bare actors, started."""
+    sink = BareSink.remote()  # type: ignore[attr-defined]
+    mid = BareMid.remote(sink, CREDITS)  # type: ignore[attr-defined]
+    source = BareSource.remote(mid, CREDITS)  # type: ignore[attr-defined]
+    ray.get([source.ready.remote(), mid.drain.remote(), sink.result.remote()])
+    return source, mid, sink
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -380,13 +414,10 @@ def run_engine(batches: list[pa.RecordBatch], batch_rows: int, total_rows: int) 
 
 def run_bare(batches: list[pa.RecordBatch], total_rows: int) -> dict[str, Any]:
     t0 = time.perf_counter()
-    sink = BareSink.remote()  # type: ignore[attr-defined]
-    mid = BareMid.remote(sink, CREDITS)  # type: ignore[attr-defined]
-    source = BareSource.remote(mid, batches, CREDITS)  # type: ignore[attr-defined]
+    source, mid, sink = bare_chain()
     try:
-        ray.get([source.ready.remote(), mid.drain.remote(), sink.result.remote()])
         t1 = time.perf_counter()
-        sent = ray.get(source.run.remote(total_rows), timeout=600)
+        sent = ray.get(source.run.remote(CycleBatches(batches, total_rows)), timeout=600)
         t2 = time.perf_counter()
         result = ray.get(sink.result.remote())
     finally:

@@ -214,19 +214,29 @@ class TaskActor:
         self._stopping = False
         self._outcome: TaskOutcome | None = None
         self._outbox = _Outbox(options, self._wake)
-        self._task = Task(plan, plan.vertices[vertex_id], subtask, self._outbox)
-        self._outbox.event_times = _event_times_of_outputs(plan, plan.vertices[vertex_id], subtask)
-        self._reorder: ReorderBuffer[tuple[int, list[pa.RecordBatch], bytes]] = ReorderBuffer(len(self._task.channels))
+        vertex = plan.vertices[vertex_id]
+        self._name = vertex.task_name(subtask)
         self._hop_latency: deque[float] = deque(maxlen=LATENCY_SAMPLE)
         self._batch_latency: deque[float] = deque(maxlen=LATENCY_SAMPLE)
         self._latencies_total = 0
-        self._exporter = _RayMetrics(job, self._task.name)
+        self._exporter = _RayMetrics(job, self._name)
+        channels = len(plan.channels_into(vertex, subtask))
+        self._reorder: ReorderBuffer[tuple[int, list[pa.RecordBatch], bytes]] = ReorderBuffer(channels)
+        try:
+            self._task = Task(plan, vertex, subtask, self._outbox)
+        except Exception as exc:
+            # Reported through wait_done like any other failure of the task, with the
+            # operator's own exception (a failed actor constructor would only say "died").
+            self._fail(exc)
+            return
+        self._outbox.event_times = _event_times_of_outputs(plan, vertex, subtask)
 
     @ray.method(concurrency_group="control")
     def connect(self, peers: dict[tuple[int, int], ActorHandle]) -> dict[str, Any]:
         """Gives the task the handles of the tasks it sends to and starts its ticker."""
         self._outbox.peers = peers
-        threading.Thread(target=self._tick_loop, name=f"ticker {self._task.name}", daemon=True).start()
+        if not self._done.is_set():
+            threading.Thread(target=self._tick_loop, name=f"ticker {self._name}", daemon=True).start()
         context = ray.get_runtime_context()
         return {"pid": os.getpid(), "node": context.get_node_id()}
 
@@ -279,7 +289,7 @@ class TaskActor:
             self._outbox.flush_due(time.monotonic())
         if self._task.finished and not self._done.is_set():
             self._outbox.drain()
-            self._outcome = TaskOutcome(self._task.name, self._task.results(), self._metrics())
+            self._outcome = TaskOutcome(self._name, self._task.results(), self._metrics())
             self._done.set()
 
     def _tick_loop(self) -> None:
@@ -310,13 +320,14 @@ class TaskActor:
     def _fail(self, exc: BaseException) -> None:
         if self._done.is_set():
             return
-        logger.error("task %s failed", self._task.name, exc_info=exc)
+        logger.error("task %s failed", self._name, exc_info=exc)
         try:
             pickle.dumps(exc)
             error: BaseException = exc
         except Exception:
             error = CitystreamError(f"{type(exc).__name__}: {exc}")
-        self._outcome = TaskOutcome(self._task.name, {}, self._metrics(), error, traceback.format_exc())
+        metrics = self._metrics() if hasattr(self, "_task") else TaskMetrics()
+        self._outcome = TaskOutcome(self._name, {}, metrics, error, traceback.format_exc())
         self._done.set()
 
     def _metrics(self) -> TaskMetrics:

@@ -9,7 +9,17 @@ import urllib.request
 import pyarrow as pa
 import pytest
 
-from engine import ActorOptions, ChannelOptions, CitystreamError, Dataflow, GeneratorSource, JobFailed, OptionError, RayExecutor
+from engine import (
+    ActorOptions,
+    ChannelOptions,
+    CitystreamError,
+    Dataflow,
+    GeneratorSource,
+    JobFailed,
+    OptionError,
+    RayExecutor,
+    Sink,
+)
 
 SCHEMA = pa.schema([("ts", pa.int64()), ("v", pa.int64())])
 
@@ -138,6 +148,26 @@ def test_an_operator_that_raises_fails_the_job_naming_the_task_and_stops_every_a
     assert isinstance(failure.value.cause, ValueError)
     assert any("fail_on_row_2500" in note for note in failure.value.__notes__)  # the actor's traceback
     assert job.state == "failed"
+    assert_all_stopped(job)
+
+
+class UnreachableConsole(Sink):
+    def open(self, subtask, parallelism):
+        raise OSError("dispatch console unreachable")
+
+    def process_batch(self, batch, input_index, out):
+        pass
+
+    def result(self):
+        return None
+
+
+def test_an_operator_that_cannot_open_fails_the_job_with_its_own_error(executor):
+    flow = Dataflow("unopened")
+    flow.source("src", GeneratorSource(SCHEMA, endless(100)), event_time="ts").rebalance().sink(UnreachableConsole(), name="console")
+    job = executor.submit(flow)
+    with pytest.raises(JobFailed, match=r"task 'console\[0\]' failed: OSError: dispatch console unreachable"):
+        job.wait(timeout=60)
     assert_all_stopped(job)
 
 
