@@ -329,6 +329,11 @@ def percentiles(values: list[float] | np.ndarray) -> dict[str, float | int | Non
     }
 
 
+def halved(p: dict[str, float | int | None]) -> dict[str, float | None]:
+    """Per-hop figures from end-to-end ones over the chain's two hops."""
+    return {k: None if (v := p[k]) is None else v / 2 for k in ("p50", "p99", "max")}
+
+
 def proc_memory(pid: int) -> dict[str, int] | None:
     """VmRSS, RssAnon, RssFile and RssShmem of a process, in KiB (None if it is gone)."""
     try:
@@ -514,10 +519,35 @@ def part_latency(duration_s: float, warmup_s: float, log: Callable[[str], None])
             out["hop_latency_ms"][name] = percentiles(metrics.hop_latency_ms)
             out["batch_latency_ms"][name] = percentiles(metrics.batch_latency_ms)
     e2e = out["end_to_end_ms"]["from_scheduled_after_warmup"]
-    out["per_hop_from_end_to_end_ms"] = {k: (e2e[k] / 2 if e2e[k] is not None else None) for k in ("p50", "p99", "max")}
-    log(f"  hop latency {out['hop_latency_ms']}")
-    log(f"  end-to-end {out['end_to_end_ms']}")
+    out["per_hop_from_end_to_end_ms"] = halved(e2e)
+    log(f"  engine hop latency {out['hop_latency_ms']}")
+    log(f"  engine end-to-end {out['end_to_end_ms']}")
+    out["bare"] = bare_latency(PacedBatches(template, count, interval_s), count * rows, warmup_s)
+    log(f"  bare {out['bare']}")
     return out
+
+
+def bare_latency(make: PacedBatches, rows: int, warmup_s: float) -> dict[str, Any]:
+    """The same paced batches through the bare chain: hop latencies and end to end per row."""
+    source, mid, sink = bare_chain()
+    try:
+        sent = ray.get(source.run.remote(make), timeout=make.count * make.interval_s + 120)
+        mid_hops = ray.get(mid.drain.remote())
+        result = ray.get(sink.result.remote())
+    finally:
+        for actor in (source, mid, sink):
+            ray.kill(actor, no_restart=True)
+    if sent != rows or result["rows"] != rows:
+        raise RuntimeError(f"bare latency chain: sent {sent}, counted {result['rows']}, expected {rows}")
+    sched = np.asarray(result["sched_ns"], dtype=np.int64)
+    steady = sched >= sched.min() + int(warmup_s * 1e9)
+    from_sched = np.asarray(result["from_sched_ms"])
+    e2e = percentiles(from_sched[steady])
+    return {
+        "hop_latency_ms": {"mid": percentiles(mid_hops), "sink": percentiles(result["hops_ms"])},
+        "end_to_end_ms": {"from_scheduled_all": percentiles(from_sched), "from_scheduled_after_warmup": e2e},
+        "per_hop_from_end_to_end_ms": halved(e2e),
+    }
 
 
 # ---- part 3: memory under backpressure ----------------------------------------------------------
@@ -589,6 +619,8 @@ def part_memory(duration_s: float, every_s: float, log: Callable[[str], None]) -
         job.cancel()
         raise
     store_after = object_store()
+    time.sleep(2.0)
+    store_after_2s = object_store()
     emitted = result.metrics["src[0]"].rows_in
     counted = result.outputs["sink"][0]["rows"]
     rss_summary: dict[str, Any] = {}
@@ -615,6 +647,7 @@ def part_memory(duration_s: float, every_s: float, log: Callable[[str], None]) -
         "rss": rss_summary,
         "object_store_before": store_before,
         "object_store_after": store_after,
+        "object_store_2s_after": store_after_2s,
         "object_store_max_bytes": max(store_used),
         "object_store_last_bytes": store_used[-1],
         "stop_s": stop_s,
@@ -657,7 +690,11 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Engine: source -> key_by -> map_batches(confidence * 2) -> rebalance -> counting sink. Bare: three plain Ray actors, "
         "up to 8 calls in flight per hop. *wait*: rows / wall time of `job.wait()` (bare: of the source's run call); "
-        "*steady*: rows / time between the sink's first and last batch. Overhead = 1 - engine / bare.",
+        "*steady*: rows / time between the sink's first and last batch. Overhead = 1 - engine / bare. The plan:",
+        "",
+        "```",
+        tp["plan"],
+        "```",
         "",
         "| batch rows | batch KiB | engine M rows/s (wait) | bare M rows/s (wait) | overhead (wait) "
         "| engine M rows/s (steady) | bare M rows/s (steady) | overhead (steady) | engine start-up s |",
@@ -699,6 +736,19 @@ def markdown(report: dict[str, Any]) -> str:
     for key, label in labels.items():
         lines.append(_row(label, e2e[key]))
     lines.append(_row(f"per hop = end to end (from scheduled, {warmup}) / 2", lat["per_hop_from_end_to_end_ms"]))
+    bare = lat["bare"]
+    lines += [
+        "",
+        "Bare Ray chain, same paced batches (plain actors, time.time_ns() at each call and at its start):",
+        "",
+        "| measure | n | p50 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|",
+        _row("bare hop latency into mid", bare["hop_latency_ms"]["mid"]),
+        _row("bare hop latency into sink", bare["hop_latency_ms"]["sink"]),
+        _row("bare end to end per row, from scheduled emission, all rows", bare["end_to_end_ms"]["from_scheduled_all"]),
+        _row(f"bare end to end per row, from scheduled emission, {warmup}", bare["end_to_end_ms"]["from_scheduled_after_warmup"]),
+        _row(f"bare per hop = end to end ({warmup}) / 2", bare["per_hop_from_end_to_end_ms"]),
+    ]
     mem = report["memory"]
     lines += [
         "",
@@ -737,7 +787,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"counted {mem['sink_rows_counted']:,} ({'match' if mem['rows_match'] else 'MISMATCH'}); sink rate "
         f"{_m(mem['sink_rate_rows_per_s'], 1e3, 0)} k rows/s; final backpressure time {mem['final_backpressure_s']}. "
         f"Object store after the job: {mem['object_store_after']['bytes_used'] / 2**20:.1f} MiB, "
-        f"{mem['object_store_after']['objects']} objects.",
+        f"{mem['object_store_after']['objects']} objects; 2 s later "
+        f"{mem['object_store_2s_after']['bytes_used'] / 2**20:.1f} MiB, {mem['object_store_2s_after']['objects']} objects.",
     ]
     return "\n".join(lines) + "\n"
 

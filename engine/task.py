@@ -71,7 +71,9 @@ class TaskMetrics:
     backpressure_s: float = 0.0
     max_in_flight: int = 0
     hop_latency_ms: list[float] = field(default_factory=list)  # a recent sample, sender -> this task
-    batch_latency_ms: list[float] = field(default_factory=list)  # a recent sample, processing time per frame
+    # A recent sample of the time to process a frame, sending its outputs (and waiting for
+    # credits to do so) included.
+    batch_latency_ms: list[float] = field(default_factory=list)
 
     def watermark_lag_ms(self, now_ms: int) -> int | None:
         """Processing time minus the task's watermark; None before the first watermark."""
