@@ -27,6 +27,8 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.engine_throughput
+	$(PY) -m benchmarks.ray_executor
+	$(PY) -m benchmarks.ray_compiled_graphs
 
 # Re-pins every dependency to what is installed now (after changing pyproject.toml).
 lock: $(STAMP)
