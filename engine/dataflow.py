@@ -9,7 +9,7 @@ runtime in ``engine/`` itself never depends on them).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -211,14 +211,26 @@ class Stream:
         self.node.parallelism = parallelism
         return self
 
-    def key_by(self, *keys: str) -> Stream:
-        """Partitions the stream by the hash of key columns, for the keyed operator that follows."""
+    def key_by(self, *keys: str, placement: Mapping[Any, int] | None = None) -> Stream:
+        """Partitions the stream by the hash of key columns, for the keyed operator that follows.
+
+        ``placement`` pins values of a single key to tasks (``{"songdo": 0, "yeongjong": 1}``);
+        values it does not name are hashed as usual.
+        """
         if not keys:
             raise PlanError(self.node.name, "key_by needs at least one key column")
         for key in keys:
             if self.schema.get_field_index(key) < 0:
                 raise PlanError(self.node.name, f"key column does not exist; columns are {self.schema.names}", key)
-        return Stream(self.flow, self.node, self.output, tuple(keys), Hash(tuple(keys)))
+        pinned: tuple[tuple[Any, int], ...] = ()
+        if placement:
+            if len(keys) != 1:
+                raise PlanError(self.node.name, "placement pins values of a single key column; key_by names several")
+            for value, task in placement.items():
+                if not isinstance(task, int) or task < 0:
+                    raise PlanError(self.node.name, f"placement of {value!r} must be a task index >= 0, not {task!r}", keys[0])
+            pinned = tuple(placement.items())
+        return Stream(self.flow, self.node, self.output, tuple(keys), Hash(tuple(keys), pinned))
 
     def broadcast(self) -> Stream:
         """Every row goes to every parallel task of the next operator."""
@@ -301,6 +313,45 @@ class Stream:
         if schema.get_field_index(self.event_time) < 0 or schema.field(self.event_time).type != EVENT_TIME_TYPE:
             raise PlanError(name, f"the output must keep the event-time column as {EVENT_TIME_TYPE}", self.event_time)
         node = self._derive("map_batches", name, {MAIN: schema}, lambda: MapBatches(fn, schema, name), stateless=True)
+        return Stream(self.flow, node, MAIN)
+
+    def process(
+        self,
+        factory: Callable[[], Operator],
+        schema: pa.Schema,
+        name: str | None = None,
+        *,
+        others: Sequence[Stream] = (),
+        event_time: str | None = None,
+        side_outputs: Mapping[str, tuple[pa.Schema, str | None]] | None = None,
+        stateful: bool = True,
+    ) -> Stream:
+        """Runs a user-defined operator (``factory()`` makes one per task) on this stream and
+        ``others`` (its inputs 1, 2, ...). ``schema`` is its main output, whose event time is
+        ``event_time`` (default: this stream's); ``side_outputs`` maps a name to (schema, event
+        time or None). After ``key_by`` on every input it runs keyed, in parallel; a stateful
+        operator without keys runs as one task.
+        """
+        name = self.flow._unique_name("process", name)
+        main_time = event_time or self.event_time
+        if schema.get_field_index(main_time) < 0:
+            raise PlanError(name, f"event-time column of the output does not exist; columns are {schema.names}", main_time)
+        keyed = self.keys is not None and all(o.keys is not None for o in others)
+        if any(o.keys is not None for o in others) and not keyed:
+            raise PlanError(name, "key_by either every input or none")
+        outputs = {MAIN: schema, **{out: spec[0] for out, spec in (side_outputs or {}).items()}}
+        times = {MAIN: main_time, **{out: spec[1] for out, spec in (side_outputs or {}).items()}}
+        node = self._derive(
+            "process",
+            name,
+            outputs,
+            factory,
+            stateless=not stateful,
+            event_time=times,
+            others=list(others),
+            parallelism=None if keyed or not stateful else 1,
+            keyed=keyed,
+        )
         return Stream(self.flow, node, MAIN)
 
     def validate(self, checks: dict[str, Expr], name: str | None = None) -> Stream:
@@ -474,6 +525,14 @@ class Stream:
         else:
             raise PlanError(name, f"a sink must be a Sink or a function of a batch, not {type(sink).__name__}")
         self._derive("sink", name, {}, factory, stateless=True, is_sink=True)
+        return name
+
+    def sink_each(self, factory: Callable[[], Sink], name: str | None = None, parallelism: int | None = None) -> str:
+        """Ends the stream in sinks made by ``factory()``, one per task (parallel sinks)."""
+        name = self.flow._unique_name("sink", name)
+        if not callable(factory):
+            raise PlanError(name, f"sink_each needs a function that makes a Sink, not {type(factory).__name__}")
+        self._derive("sink", name, {}, factory, stateless=True, is_sink=True, parallelism=parallelism)
         return name
 
     def collect(self, name: str | None = None) -> str:

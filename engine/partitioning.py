@@ -24,9 +24,28 @@ class Forward:
 
 @dataclass(frozen=True)
 class Hash:
-    """Rows go to the task chosen by the hash of their key columns."""
+    """Rows go to the task chosen by the hash of their key columns.
+
+    ``placement`` pins values of a single key to tasks, ``((value, task), ...)``: one task per
+    district, say, where a hash could put two districts on one task. Other values are hashed.
+    """
 
     keys: tuple[str, ...]
+    placement: tuple[tuple[object, int], ...] = ()
+
+    def split(self, batch: pa.RecordBatch, parts: int) -> list[pa.RecordBatch]:
+        """The batch's rows for each of ``parts`` tasks (some may be empty)."""
+        if parts == 1:
+            return [batch]
+        targets = partition_of(batch, self.keys, parts)
+        if self.placement:
+            values = pa.array([value for value, _ in self.placement], type=batch.schema.field(self.keys[0]).type)
+            positions = pc.index_in(batch.column(self.keys[0]), value_set=values)
+            placed = positions.is_valid().to_numpy(zero_copy_only=False)
+            if placed.any():
+                tasks = np.array([task for _, task in self.placement], dtype=np.int64)
+                targets[placed] = tasks[positions.to_numpy(zero_copy_only=False)[placed].astype(np.int64)]
+        return _split_by_targets(batch, targets, parts)
 
 
 @dataclass(frozen=True)
@@ -118,7 +137,10 @@ def split_by_hash(batch: pa.RecordBatch, keys: tuple[str, ...], parts: int) -> l
     """Splits a batch into ``parts`` batches by the hash of its keys (some may be empty)."""
     if parts == 1:
         return [batch]
-    targets = partition_of(batch, keys, parts)
+    return _split_by_targets(batch, partition_of(batch, keys, parts), parts)
+
+
+def _split_by_targets(batch: pa.RecordBatch, targets: np.ndarray, parts: int) -> list[pa.RecordBatch]:
     order = np.argsort(targets, kind="stable")
     ordered = batch.take(pa.array(order))
     bounds = np.searchsorted(targets[order], np.arange(parts + 1))

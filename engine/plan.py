@@ -1,7 +1,8 @@
 """The physical plan: vertices (fused chains of operators) with parallelism and partitioned edges.
 
-A forward edge into a stateless operator with one input fuses the operator into its
-upstream chain: one task, no hop, no copy. Every other edge is an exchange between tasks.
+A forward edge (same parallelism, no repartitioning) into an operator with one input, from an
+output nothing else reads, fuses the operator into its upstream chain, stateful or not (as
+Flink chains operators): one task, no hop, no copy. Every other edge is an exchange.
 """
 
 from __future__ import annotations
@@ -90,12 +91,13 @@ class PhysicalPlan:
 
 def _describe(partitioning: Partitioning) -> str:
     if isinstance(partitioning, Hash):
-        return f"hash({', '.join(partitioning.keys)})"
+        pinned = f" placed {dict(partitioning.placement)}" if partitioning.placement else ""
+        return f"hash({', '.join(partitioning.keys)}){pinned}"
     return type(partitioning).__name__.lower()
 
 
 def build_plan(flow: Dataflow) -> PhysicalPlan:
-    """Turns a dataflow into a physical plan, fusing forward chains of stateless operators."""
+    """Turns a dataflow into a physical plan, fusing forward chains of operators."""
     if not any(node.is_sink for node in flow.nodes):
         raise PlanError(flow.name, "the dataflow has no sink: add collect(), sink() or count()")
     consumers: dict[tuple[int, str], int] = {}
@@ -112,6 +114,13 @@ def build_plan(flow: Dataflow) -> PhysicalPlan:
             for edge, partitioning in zip(node.inputs, partitionings, strict=True):
                 if not isinstance(partitioning, Hash):
                     raise PlanError(node.name, f"input from '{edge.node.name}' must be key_by'd to run in parallel")
+        for edge, partitioning in zip(node.inputs, partitionings, strict=True):
+            if isinstance(partitioning, Hash) and any(task >= node.parallelism for _, task in partitioning.placement):
+                raise PlanError(
+                    node.name,
+                    f"key_by placement {dict(partitioning.placement)} names a task beyond its parallelism {node.parallelism}",
+                    partitioning.keys[0],
+                )
         if len(node.inputs) == 1 and _fusible(node, partitionings[0], consumers, vertex_of):
             vertex = vertex_of[id(node.inputs[0].node)]
             vertex.nodes.append(node)
@@ -142,7 +151,6 @@ def _fusible(node: Node, partitioning: Partitioning, consumers: dict[tuple[int, 
     upstream_vertex = vertex_of[id(edge.node)]
     return (
         isinstance(partitioning, Forward)
-        and node.stateless
         and edge.output == MAIN
         and consumers[(id(edge.node), edge.output)] == 1
         and upstream_vertex.nodes[-1] is edge.node

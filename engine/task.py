@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeAlias
 import pyarrow as pa
 
 from engine.operator import MAIN, Collector, Operator, Sink
-from engine.partitioning import Broadcast, Forward, Hash, split_by_hash
+from engine.partitioning import Broadcast, Forward, Hash
 from engine.plan import PhysicalPlan, Vertex, VertexOutput
 from engine.sources import END_OF_INPUT, EventTimeAssigner
 from engine.timeutil import MAX_WATERMARK, MIN_WATERMARK
@@ -177,7 +177,7 @@ class Task:
         if isinstance(partitioning, Forward):
             self._deliver(edge, self.subtask, batch)
         elif isinstance(partitioning, Hash):
-            for target, part in enumerate(split_by_hash(batch, partitioning.keys, parallelism)):
+            for target, part in enumerate(partitioning.split(batch, parallelism)):
                 if part.num_rows:
                     self._deliver(edge, target, part)
         elif isinstance(partitioning, Broadcast):

@@ -37,12 +37,45 @@ def test_window_after_key_by_is_its_own_vertex_with_a_hash_edge():
     assert (out_edge.position, out_edge.downstream, out_edge.partitioning) == (1, 1, Hash(("k",)))
 
 
-def test_global_window_is_its_own_vertex_with_a_forward_edge():
+def test_a_forward_edge_into_a_stateful_operator_fuses_too(executor):
+    # As Flink chains operators: same parallelism, forward edge, one consumer -> one task.
     flow = Dataflow("global")
     flow.from_table("src", TABLE, event_time="ts").window(Tumbling(1000), [agg("count")], name="w").collect("out")
     plan = build_plan(flow)
+    assert [v.name for v in plan.vertices] == ["src -> w -> out"]
+    assert executor.run(plan).table("out")["count"].to_pylist() == [1, 2, 1]
+
+
+def test_a_parallelism_change_before_a_window_is_an_exchange():
+    flow = Dataflow("global")
+    src = flow.from_table("src", TABLE, event_time="ts").with_parallelism(2)
+    src.window(Tumbling(1000), [agg("count")], name="w").with_parallelism(1).collect("out")
+    plan = build_plan(flow)
     assert [v.name for v in plan.vertices] == ["src", "w -> out"]
-    assert plan.vertices[1].inputs[0].partitioning == Forward()
+    assert plan.vertices[1].inputs[0].partitioning == Rebalance()
+
+
+def test_key_by_placement_pins_values_to_tasks(executor):
+    flow = Dataflow("placed", parallelism=3)
+    src = flow.from_table("src", TABLE, event_time="ts").with_parallelism(1)
+    src.key_by("k", placement={"a": 2, "b": 0}).window(Tumbling(1000), [agg("sum", "v")], name="w").collect("out")
+    plan = build_plan(flow)
+    assert "hash(k) placed {'a': 2, 'b': 0}" in plan.explain()
+    result = executor.run(plan)
+    by_task = [sorted(set(t["k"].to_pylist())) for t in result.outputs["out"]]
+    assert by_task == [["b"], [], ["a"]]
+
+
+def test_key_by_placement_is_checked():
+    flow = Dataflow("placed", parallelism=2)
+    src = flow.from_table("src", TABLE, event_time="ts")
+    with pytest.raises(PlanError, match="single key column"):
+        src.key_by("k", "v", placement={"a": 0})
+    with pytest.raises(PlanError, match="task index"):
+        src.key_by("k", placement={"a": -1})
+    src.key_by("k", placement={"a": 5}).window(Tumbling(1000), [agg("count")], name="w").collect("out")
+    with pytest.raises(PlanError, match="beyond its parallelism 2"):
+        build_plan(flow)
 
 
 def test_keyed_window_in_parallel_gives_the_same_result(executor):

@@ -1,0 +1,283 @@
+"""The city topology: districts, cameras (with their zones), weather stations, police gateways,
+the routing of incidents, the rules' thresholds and the simulation, read from one TOML file.
+
+Every key is checked: an unknown key, a missing one, a value of the wrong type or out of range,
+or a reference to a district, camera or gateway that does not exist is a ``ConfigError`` that
+names the key (``cameras[3].district``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from actors.schemas import INCIDENT_KINDS, ZONE_KINDS
+from engine.errors import CitystreamError
+
+DEFAULT_CONFIG = Path(__file__).parent / "config" / "incheon.toml"
+
+
+class ConfigError(CitystreamError):
+    """The topology config is wrong; the message names the key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(f"config key '{key}': {message}")
+
+
+@dataclass(frozen=True)
+class Zone:
+    """A region of a camera's frame, in 0..1 coordinates (x from the left, y from the top)."""
+
+    name: str
+    kind: str  # one of ZONE_KINDS
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+
+@dataclass(frozen=True)
+class Camera:
+    id: str
+    district: str
+    lat: float
+    lon: float
+    zones: tuple[Zone, ...] = ()
+    group: str = ""  # cameras of one group run in one actor; "" = the district's group
+
+
+@dataclass(frozen=True)
+class Station:
+    id: str
+    district: str
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True)
+class District:
+    id: str
+    name: str
+    lat: float
+    lon: float
+    # Neighbouring districts by compass bearing from this one (degrees): where a fire's smoke
+    # goes when the wind blows from the opposite side.
+    neighbours: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Gateway:
+    id: str
+    name: str
+    port: int = 0  # gRPC port of the dispatch service (0: any free port)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Incidents of these districts and kinds go to ``gateway``; "*" matches all."""
+
+    gateway: str
+    districts: tuple[str, ...] = ("*",)
+    kinds: tuple[str, ...] = ("*",)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Thresholds of the incident rules."""
+
+    intrusion_min_confidence: float = 0.6
+    intrusion_window_s: float = 60.0  # one incident per track and zone per window
+    loitering_gap_s: float = 20.0  # a track unseen this long has left
+    loitering_min_s: float = 90.0  # a track staying longer than this is loitering
+    crowd_window_s: float = 30.0
+    crowd_min_persons: int = 15  # distinct person tracks per camera and window
+    fire_window_s: float = 10.0
+    fire_min_detections: int = 3
+    fire_min_confidence: float = 0.5
+    fire_strong_wind: float = 8.0  # m/s: severity +1, neighbours downwind are warned
+    fire_dry_humidity: float = 35.0  # percent: severity +1
+    road_min_confidence: float = 0.6
+    road_window_s: float = 30.0
+    road_heavy_rain: float = 4.0  # mm/h: severity +1
+    road_poor_visibility: float = 1000.0  # metres: severity +1
+    dust_window_s: float = 600.0
+    dust_levels: tuple[float, ...] = (81.0, 151.0, 301.0, 600.0)  # PM10 means for severity 2..5
+    weather_tolerance_s: float = 600.0  # a detection older than this past the last reading gets no weather
+
+
+@dataclass(frozen=True)
+class Simulation:
+    seed: int = 7
+    detections_per_camera_per_s: float = 20.0
+    reading_interval_s: float = 10.0
+    start: str = "2026-05-01T08:00:00+09:00"  # event time of a replay (not real time)
+    batch_ms: int = 200  # event time each camera batch covers
+    out_of_orderness_ms: int = 500
+
+
+@dataclass(frozen=True)
+class City:
+    name: str
+    districts: tuple[District, ...]
+    cameras: tuple[Camera, ...]
+    stations: tuple[Station, ...]
+    gateways: tuple[Gateway, ...]
+    routes: tuple[Route, ...]
+    rules: Rules = Rules()
+    simulation: Simulation = Simulation()
+
+    def district_ids(self) -> list[str]:
+        return [d.id for d in self.districts]
+
+    def camera_groups(self) -> list[list[Camera]]:
+        """Cameras by actor: one list per group, in the order groups first appear."""
+        groups: dict[str, list[Camera]] = {}
+        for camera in self.cameras:
+            groups.setdefault(camera.group or camera.district, []).append(camera)
+        return list(groups.values())
+
+    def gateway_for(self, district: str, kind: str) -> str:
+        """The first route that matches; every (district, kind) has one (checked on load)."""
+        for route in self.routes:
+            if ("*" in route.districts or district in route.districts) and ("*" in route.kinds or kind in route.kinds):
+                return route.gateway
+        raise ConfigError("routes", f"no route for district '{district}' and kind '{kind}'")
+
+
+def load_city(path: str | Path = DEFAULT_CONFIG) -> City:
+    """Reads and checks a topology file."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(str(path), "no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+    return city_from_dict(raw)
+
+
+def city_from_dict(raw: dict[str, Any]) -> City:
+    city = _build(City, raw, "")
+    _check_references(city)
+    return city
+
+
+def _build(cls: type, raw: Any, key: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(key or "(top)", f"expected a table, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(_join(key, unknown[0]), f"unknown key; {cls.__name__.lower()} keys are {sorted(fields)}")
+    values = {}
+    for name, spec in fields.items():
+        sub = _join(key, name)
+        if name not in raw:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                raise ConfigError(sub, "missing")
+            continue
+        values[name] = _convert(hints[name], raw[name], sub)
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)  # type: ignore[arg-type]
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        if not isinstance(value, list):
+            raise ConfigError(key, f"expected a list, got {type(value).__name__}")
+        return tuple(_convert(item, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        _, item = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"expected a table, got {type(value).__name__}")
+        return {k: _convert(item, v, f"{key}.{k}") for k, v in value.items()}
+    if origin in (types.UnionType, typing.Union):
+        raise ConfigError(key, "unsupported type in the config schema")
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"expected an integer, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"expected a string, got {value!r}")
+        return value
+    raise ConfigError(key, f"unsupported type {hint}")
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _unique(items: tuple[Any, ...], key: str) -> set[str]:
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        if item.id in seen:
+            raise ConfigError(f"{key}[{i}].id", f"'{item.id}' appears twice")
+        seen.add(item.id)
+    return seen
+
+
+def _check_references(city: City) -> None:
+    districts = _unique(city.districts, "districts")
+    _unique(city.cameras, "cameras")
+    _unique(city.stations, "stations")
+    gateways = _unique(city.gateways, "gateways")
+    for name, items in (("districts", city.districts), ("cameras", city.cameras), ("stations", city.stations), ("gateways", city.gateways)):
+        if not items:
+            raise ConfigError(name, "at least one is needed")
+    for i, district in enumerate(city.districts):
+        for other, bearing in district.neighbours.items():
+            if other not in districts:
+                raise ConfigError(f"districts[{i}].neighbours.{other}", f"unknown district; districts are {sorted(districts)}")
+            if not 0 <= bearing < 360:
+                raise ConfigError(f"districts[{i}].neighbours.{other}", f"bearing {bearing} is outside [0, 360)")
+    for kind, items in (("cameras", city.cameras), ("stations", city.stations)):
+        for i, item in enumerate(items):
+            if item.district not in districts:
+                raise ConfigError(f"{kind}[{i}].district", f"unknown district '{item.district}'; districts are {sorted(districts)}")
+    for i, camera in enumerate(city.cameras):
+        for j, zone in enumerate(camera.zones):
+            where = f"cameras[{i}].zones[{j}]"
+            if zone.kind not in ZONE_KINDS:
+                raise ConfigError(f"{where}.kind", f"'{zone.kind}' is not one of {list(ZONE_KINDS)}")
+            if not (0 <= zone.x0 < zone.x1 <= 1 and 0 <= zone.y0 < zone.y1 <= 1):
+                raise ConfigError(where, "needs 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1")
+    for district in city.districts:
+        if not any(station.district == district.id for station in city.stations):
+            raise ConfigError("stations", f"district '{district.id}' has no weather station")
+    for i, route in enumerate(city.routes):
+        if route.gateway not in gateways:
+            raise ConfigError(f"routes[{i}].gateway", f"unknown gateway '{route.gateway}'; gateways are {sorted(gateways)}")
+        for d in route.districts:
+            if d != "*" and d not in districts:
+                raise ConfigError(f"routes[{i}].districts", f"unknown district '{d}'")
+        for k in route.kinds:
+            if k != "*" and k not in INCIDENT_KINDS:
+                raise ConfigError(f"routes[{i}].kinds", f"unknown kind '{k}'; kinds are {list(INCIDENT_KINDS)}")
+    for district in districts:
+        for kind in INCIDENT_KINDS:
+            city.gateway_for(district, kind)  # raises if a combination has no route
+    rules = city.rules
+    if len(rules.dust_levels) != 4 or list(rules.dust_levels) != sorted(rules.dust_levels):
+        raise ConfigError("rules.dust_levels", "needs 4 increasing PM10 levels (severity 2, 3, 4, 5)")
+    simulation = city.simulation
+    if simulation.detections_per_camera_per_s <= 0:
+        raise ConfigError("simulation.detections_per_camera_per_s", "must be > 0")
+    if simulation.reading_interval_s <= 0:
+        raise ConfigError("simulation.reading_interval_s", "must be > 0")
+    if simulation.batch_ms <= 0:
+        raise ConfigError("simulation.batch_ms", "must be > 0")
