@@ -1,55 +1,139 @@
-"""The ``citystream`` command line."""
+"""The ``citystream`` command line: run the city job (live view), explain its plan."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
 
-from engine import ChannelOptions, InlineExecutor, JobResult, build_plan
+import pyarrow as pa
+from rich.console import Console
+from rich.live import Live
+
+from actors.schemas import INCIDENT
+from actors.topology import DEFAULT_CONFIG, City, ConfigError, load_city
+from engine import ChannelOptions, CitystreamError, InlineExecutor, JobResult, build_plan
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="citystream", description="Real-time stream processing for city operations centers.")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the main job")
-    run.add_argument("--rows", type=int, default=200_000, help="detections to generate (default 200000)")
-    run.add_argument("--parallelism", type=int, default=1)
+    run = commands.add_parser("run", help="run the city job (until Ctrl-C, or --duration)")
+    run.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="city topology (TOML)")
+    run.add_argument(
+        "--mode",
+        choices=["live", "replay"],
+        default="live",
+        help="live: the clock drives the simulated feeds; replay: simulated time from the config's start, as fast as it goes",
+    )
+    run.add_argument(
+        "--duration", type=float, default=None, help="seconds to run (replay: of simulated time); default: until Ctrl-C"
+    )
+    run.add_argument("--seed", type=int, default=None, help="seed of the simulated feeds (default: the config's)")
     run.add_argument("--executor", choices=["ray", "inline"], default="ray", help="ray: one actor per task (default)")
     run.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
     run.add_argument("--credits", type=int, default=8, help="frames in flight per channel")
     run.add_argument("--batch-rows", type=int, default=10_000, help="rows per frame")
     run.add_argument("--linger-ms", type=float, default=5.0, help="longest wait of a frame that is not full")
-    explain = commands.add_parser("explain", help="print the physical plan of the main job")
-    explain.add_argument("--parallelism", type=int, default=1)
+    run.add_argument("--no-view", action="store_true", help="no live terminal view; print a summary at the end")
+    explain = commands.add_parser("explain", help="print the physical plan of the city job")
+    explain.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console = Console()
 
-    from actors.demo import fusion_flow, summarize
+    from actors.city import city_flow
 
+    try:
+        city = load_city(args.config)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
     if args.command == "explain":
-        print(build_plan(fusion_flow(rows=1_000, parallelism=args.parallelism)).explain())
+        print(build_plan(city_flow(city)).explain())
         return 0
-    flow = fusion_flow(rows=args.rows, parallelism=args.parallelism)
-    print(build_plan(flow).explain())
-    started = time.perf_counter()
-    if args.executor == "inline":
-        result = InlineExecutor().run(flow)
-    else:
-        from engine import RayExecutor
-
-        channels = ChannelOptions(credits=args.credits, batch_rows=args.batch_rows, linger_ms=args.linger_ms)
-        with RayExecutor(args.address, channels=channels) as executor:
-            started = time.perf_counter()  # without Ray's own start-up
-            result = executor.run(flow)
-    elapsed = time.perf_counter() - started
-    counts = result.table("camera_counts")
-    print(f"\n{args.rows} detections in {elapsed:.2f} s ({args.rows / elapsed:,.0f} rows/s, {args.executor} executor)")
-    print(f"{counts.num_rows} per-camera windows during yellow dust; refused rows: {result.table('refused').num_rows}")
-    print(summarize(counts))
-    print(metrics_table(result))
+    if args.mode == "live" and args.executor == "inline" and args.duration is None:
+        console.print("[red]error:[/red] a live run on the inline executor needs --duration")
+        return 2
+    flow = city_flow(city, mode=args.mode, duration_s=args.duration if args.mode == "replay" else None, seed=args.seed)
+    started = time.monotonic()
+    try:
+        if args.executor == "inline":
+            result = _run_inline(flow, args)
+        else:
+            result = _run_on_ray(flow, city, args, console)
+    except CitystreamError as exc:
+        console.print(f"[red]job failed:[/red] {exc}")
+        return 1
+    print_summary(console, city, result, time.monotonic() - started, args.executor)
     return 0
+
+
+def _run_inline(flow: Any, args: argparse.Namespace) -> JobResult:
+    if args.mode == "replay":
+        return InlineExecutor().run(flow)
+    raise CitystreamError("a live run needs the Ray executor (the inline one runs to the end of its sources)")
+
+
+def _run_on_ray(flow: Any, city: City, args: argparse.Namespace, console: Console) -> JobResult:
+    from actors.live import LiveView
+    from engine import RayExecutor
+
+    channels = ChannelOptions(credits=args.credits, batch_rows=args.batch_rows, linger_ms=args.linger_ms)
+    with RayExecutor(args.address, channels=channels) as executor:
+        job = executor.submit(flow)
+        console.print(f"job [bold]{flow.name}[/bold]: {len(job.tasks)} actors in Ray namespace {job.namespace}")
+        view = LiveView(city)
+        started = time.monotonic()
+        show = not args.no_view and console.is_terminal
+        live = Live(console=console, refresh_per_second=2) if show else contextlib.nullcontext()
+        try:
+            with live:
+                while True:
+                    with contextlib.suppress(TimeoutError):
+                        return job.wait(timeout=1.0)
+                    elapsed = time.monotonic() - started
+                    if args.mode == "live" and args.duration is not None and elapsed >= args.duration:
+                        return job.stop(timeout=120)
+                    if show:
+                        metrics = job.metrics()
+                        view.update(metrics)
+                        live.update(view.render(metrics, gateway_incidents(job.peek()), elapsed))  # type: ignore[union-attr]
+        except KeyboardInterrupt:
+            console.print("stopping: sources end, in-flight rows drain ...")
+            try:
+                return job.stop(timeout=60)
+            except BaseException:
+                job.cancel()
+                raise
+
+
+def gateway_incidents(outputs: dict[str, list[Any]]) -> pa.Table:
+    tables = [t for t in outputs.get("gateways", []) if isinstance(t, pa.Table)]
+    return pa.concat_tables(tables) if tables else INCIDENT.empty_table()
+
+
+def print_summary(console: Console, city: City, result: JobResult, elapsed: float, executor: str) -> None:
+    incidents = gateway_incidents(result.outputs)
+    detections = sum(m.rows_in for name, m in result.metrics.items() if name.startswith("cameras["))
+    readings = sum(m.rows_in for name, m in result.metrics.items() if name.startswith("stations["))
+    console.print(f"\n{detections:,} detections and {readings:,} readings in {elapsed:.1f} s ({executor} executor)")
+    by_kind = Counter(incidents.column("kind").to_pylist())
+    console.print(f"{incidents.num_rows} incidents: " + ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items())))
+    by_gateway = Counter(incidents.column("gateway").to_pylist())
+    for gateway in city.gateways:
+        console.print(f"  {gateway.id}: {by_gateway.get(gateway.id, 0)}")
+    for sink in ("refused_detections", "refused_readings", "late_detections"):
+        table = result.table(sink)
+        reasons = Counter(table.column("reason").to_pylist()) if "reason" in table.column_names else {}
+        detail = f" ({', '.join(f'{r}: {n}' for r, n in reasons.items())})" if reasons else ""
+        console.print(f"{sink}: {table.num_rows}{detail}")
+    console.print(metrics_table(result))
 
 
 def metrics_table(result: JobResult) -> str:

@@ -69,9 +69,15 @@ class DistrictFusion(Operator):
         tolerance = int(city.rules.weather_tolerance_s * 1000)
         self.join = AsofJoin(["district"], ["district"], "ts", "ts", tolerance, pairs, WEATHER, schema)
         self.rules = self._rules(schema)
-        self.dust = self._window("dust", Tumbling(timedelta(seconds=city.rules.dust_window_s)), ["district"],
-                                 [agg("mean", "pm10"), agg("max", "pm10"), agg("max", "ts", name="trigger_time"),
-                                  agg("count", name="readings"), *[agg("last", name, name=name) for name in WEATHER_CONTEXT]], WEATHER)
+        dust_aggregates = [
+            agg("mean", "pm10"),
+            agg("max", "pm10"),
+            agg("max", "ts", name="trigger_time"),
+            agg("count", name="readings"),
+            *[agg("last", name, name=name) for name in WEATHER_CONTEXT],
+        ]
+        dust_window = Tumbling(timedelta(seconds=city.rules.dust_window_s))
+        self.dust = self._window("dust", dust_window, ["district"], dust_aggregates, WEATHER)
         self.neighbours = {d.id: d.neighbours for d in city.districts}
         self._out: Collector | None = None
         self._join_out = Collector({MAIN: self._fused, LATE: self._late})
@@ -155,7 +161,7 @@ class DistrictFusion(Operator):
     def on_watermark(self, watermark: int, out: Collector) -> int | None:
         self._out = out
         joined = self.join.on_watermark(watermark, self._join_out)
-        forwarded = [joined] if joined is not None else []
+        forwarded: list[int | None] = [joined]
         for rule in self.rules:
             assert rule.collector is not None
             if joined is not None:

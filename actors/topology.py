@@ -236,7 +236,13 @@ def _check_references(city: City) -> None:
     _unique(city.cameras, "cameras")
     _unique(city.stations, "stations")
     gateways = _unique(city.gateways, "gateways")
-    for name, items in (("districts", city.districts), ("cameras", city.cameras), ("stations", city.stations), ("gateways", city.gateways)):
+    lists: dict[str, tuple[Any, ...]] = {
+        "districts": city.districts,
+        "cameras": city.cameras,
+        "stations": city.stations,
+        "gateways": city.gateways,
+    }
+    for name, items in lists.items():
         if not items:
             raise ConfigError(name, "at least one is needed")
     for i, district in enumerate(city.districts):
@@ -245,10 +251,12 @@ def _check_references(city: City) -> None:
                 raise ConfigError(f"districts[{i}].neighbours.{other}", f"unknown district; districts are {sorted(districts)}")
             if not 0 <= bearing < 360:
                 raise ConfigError(f"districts[{i}].neighbours.{other}", f"bearing {bearing} is outside [0, 360)")
-    for kind, items in (("cameras", city.cameras), ("stations", city.stations)):
+    placed: dict[str, tuple[Camera | Station, ...]] = {"cameras": city.cameras, "stations": city.stations}
+    for kind, items in placed.items():
         for i, item in enumerate(items):
             if item.district not in districts:
-                raise ConfigError(f"{kind}[{i}].district", f"unknown district '{item.district}'; districts are {sorted(districts)}")
+                known = sorted(districts)
+                raise ConfigError(f"{kind}[{i}].district", f"unknown district '{item.district}'; districts are {known}")
     for i, camera in enumerate(city.cameras):
         for j, zone in enumerate(camera.zones):
             where = f"cameras[{i}].zones[{j}]"
@@ -268,9 +276,9 @@ def _check_references(city: City) -> None:
         for k in route.kinds:
             if k != "*" and k not in INCIDENT_KINDS:
                 raise ConfigError(f"routes[{i}].kinds", f"unknown kind '{k}'; kinds are {list(INCIDENT_KINDS)}")
-    for district in districts:
+    for district_id in districts:
         for kind in INCIDENT_KINDS:
-            city.gateway_for(district, kind)  # raises if a combination has no route
+            city.gateway_for(district_id, kind)  # raises if a combination has no route
     rules = city.rules
     if len(rules.dust_levels) != 4 or list(rules.dust_levels) != sorted(rules.dust_levels):
         raise ConfigError("rules.dust_levels", "needs 4 increasing PM10 levels (severity 2, 3, 4, 5)")

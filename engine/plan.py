@@ -114,7 +114,7 @@ def build_plan(flow: Dataflow) -> PhysicalPlan:
             for edge, partitioning in zip(node.inputs, partitionings, strict=True):
                 if not isinstance(partitioning, Hash):
                     raise PlanError(node.name, f"input from '{edge.node.name}' must be key_by'd to run in parallel")
-        for edge, partitioning in zip(node.inputs, partitionings, strict=True):
+        for partitioning in partitionings:
             if isinstance(partitioning, Hash) and any(task >= node.parallelism for _, task in partitioning.placement):
                 raise PlanError(
                     node.name,

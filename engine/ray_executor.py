@@ -355,6 +355,14 @@ class TaskActor:
         self._stopping = True
 
     @ray.method(concurrency_group="control")
+    def results(self) -> dict[str, Any]:
+        """What the task's sinks hold now (the job keeps running)."""
+        if self._outcome is not None:
+            return self._outcome.results
+        with self._lock:
+            return self._task.results()
+
+    @ray.method(concurrency_group="control")
     def metrics(self) -> TaskMetrics:
         if self._outcome is not None:
             return self._outcome.metrics
@@ -507,6 +515,28 @@ class RayJob:
                 ray.kill(member.actor, no_restart=True)
             except Exception as exc:  # already gone
                 logger.debug("killing %s: %s", member.name, exc)
+
+    def peek(self, timeout: float = 10.0) -> dict[str, list[Any]]:
+        """What each sink holds now, per task, while the job runs (as ``JobResult.outputs``)."""
+        outputs: dict[str, list[Any]] = {}
+        asked: dict[str, ray.ObjectRef] = {}
+        for member in self._members:
+            if member.name in self._outcomes:
+                results = self._outcomes[member.name].results
+            elif self.state == "running" and member.vertex.nodes[-1].is_sink:
+                asked[member.name] = member.actor.results.remote()
+                continue
+            else:
+                continue
+            for sink, value in results.items():
+                outputs.setdefault(sink, []).append(value)
+        for name, ref in asked.items():
+            try:
+                for sink, value in ray.get(ref, timeout=timeout).items():
+                    outputs.setdefault(sink, []).append(value)
+            except (ray.exceptions.RayError, TimeoutError) as exc:
+                logger.warning("no results from %s: %s", name, exc)
+        return outputs
 
     def metrics(self, timeout: float = 10.0) -> dict[str, TaskMetrics]:
         """Each task's metrics now (or at its end), by task name."""

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 
 from engine import Dataflow, OptionError, PlanError, build_plan, col
-from engine.partitioning import Broadcast, Forward, Hash, Rebalance
+from engine.partitioning import Broadcast, Hash, Rebalance
 from operators import Tumbling, agg
 
 TABLE = pa.table({"ts": [0, 1000, 1500, 2500], "k": ["a", "b", "a", "b"], "v": [1, 2, 3, 4]})
