@@ -79,6 +79,9 @@ class DistrictFusion(Operator):
         dust_window = Tumbling(timedelta(seconds=city.rules.dust_window_s))
         self.dust = self._window("dust", dust_window, ["district"], dust_aggregates, WEATHER)
         self.neighbours = {d.id: d.neighbours for d in city.districts}
+        # Episode (incident id without its window) -> end of the window that last raised it.
+        self.raised: dict[str, int] = {}
+        self.repeat_after_ms = int(city.rules.repeat_after_s * 1000)
         self._out: Collector | None = None
         self._join_out = Collector({MAIN: self._fused, LATE: self._late})
         self._dust_out = Collector({MAIN: lambda b: self._emit(self._dust_incidents(b)), LATE: lambda b: None})
@@ -173,6 +176,8 @@ class DistrictFusion(Operator):
     def _fused(self, batch: pa.RecordBatch) -> None:
         for rule in self.rules:
             mask = rule.predicate.evaluate(batch)
+            if not pc.any(mask).as_py():
+                continue  # most rules match few rows: skip the filter and the window call
             selected = batch.filter(mask)
             if selected.num_rows:
                 assert rule.collector is not None
@@ -188,9 +193,30 @@ class DistrictFusion(Operator):
     def _emit(self, incidents: pa.Table | None) -> None:
         if incidents is None or incidents.num_rows == 0:
             return
+        incidents = self._first_of_episodes(incidents)
+        if incidents.num_rows == 0:
+            return
         assert self._out is not None
         for batch in incidents.to_batches():
             self._out.emit(batch)
+
+    def _first_of_episodes(self, incidents: pa.Table) -> pa.Table:
+        """Drops an incident whose episode was raised less than ``repeat_after_s`` before."""
+        ids = incidents.column("incident_id").to_pylist()
+        starts = _ms(incidents.column("window_start"))
+        ends = _ms(incidents.column("window_end"))
+        keep = np.ones(len(ids), dtype=bool)
+        for i, (incident_id, start, end) in enumerate(zip(ids, starts, ends, strict=True)):
+            episode = incident_id.replace(f":{start}", "", 1)
+            last = self.raised.get(episode)
+            if last is not None and start < last + self.repeat_after_ms:
+                keep[i] = False
+            else:
+                self.raised[episode] = int(end)
+        if len(self.raised) > 10_000:  # forget episodes long over
+            newest = max(self.raised.values())
+            self.raised = {k: v for k, v in self.raised.items() if v >= newest - self.repeat_after_ms}
+        return incidents if keep.all() else incidents.filter(pa.array(keep))
 
     # ---- incidents ------------------------------------------------------------------------
 

@@ -109,6 +109,9 @@ class Rules:
     dust_window_s: float = 600.0
     dust_levels: tuple[float, ...] = (81.0, 151.0, 301.0, 600.0)  # PM10 means for severity 2..5
     weather_tolerance_s: float = 600.0  # a detection older than this past the last reading gets no weather
+    # While a condition lasts (a fire burning, a crowd staying), the same camera, track or
+    # district raises the same kind again only after this much event time.
+    repeat_after_s: float = 300.0
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,12 @@ class AsofJoin(Operator):
         right = pa.concat_tables(self.right)
         times = time_values(right.column(self.right_time))
         if self.tolerance is not None:
-            keep = pc.greater_equal(times, clamp(watermark + 1 - self.tolerance))
+            bound = clamp(watermark + 1 - self.tolerance)
+            oldest = pc.min(times)
+            if oldest.is_valid and oldest.as_py() >= bound:
+                self.right = [right]  # nothing to drop yet (and one table from now on)
+                return
+            keep = pc.greater_equal(times, bound)
         else:
             # The latest row per key at or before the watermark, and everything after it.
             order = right.append_column("__i", pa.array(np.arange(right.num_rows, dtype=np.int64)))

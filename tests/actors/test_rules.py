@@ -94,9 +94,11 @@ def test_crowd_gathering_by_distinct_people_per_window_and_yellow_dust_raises_it
     def people(count, start):
         return [detection(start + i * 100, track_id=1000 + i) for i in range(count)]
 
-    rows = people(14, DAY) + people(15, DAY + 30_000) + people(30, DAY + 60_000)
+    # 14: below the threshold; 15: a crowd; 20 a window later: the same crowd, not raised again
+    # within repeat_after_s (300 s); 30 people 6 minutes later: a new, bigger one.
+    rows = people(14, DAY) + people(15, DAY + 30_000) + people(20, DAY + 60_000) + people(30, DAY + 390_000)
     found = incidents(run(rows), "crowd")
-    assert [(r["window_start"].timestamp() * 1000 - DAY, r["severity"]) for r in found] == [(30_000, 2), (60_000, 3)]
+    assert [(r["window_start"].timestamp() * 1000 - DAY, r["severity"]) for r in found] == [(30_000, 2), (390_000, 3)]
     assert found[0]["evidence"].startswith("15 people in view of songdo-central-park")
     dusty = incidents(run(people(15, DAY), calm(pm10=200.0)), "crowd")
     assert [r["severity"] for r in dusty] == [3]
