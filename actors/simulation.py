@@ -3,6 +3,7 @@ and weather-station readings, as replayable or live sources."""
 
 from __future__ import annotations
 
+import bisect
 import copy
 import math
 import time
@@ -22,8 +23,8 @@ from engine.sources import END_OF_INPUT, EndOfInput, Source
 __all__ = ["CameraFeed", "WeatherFeed", "replay_tables"]
 
 Mode = Literal["replay", "live"]
-# Draws positions and headings for tracks of the given cameras (one camera index per track).
-_Sampler = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+# Draws positions and directions (unit vectors) for tracks of the given cameras (a camera per track).
+_Sampler = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 KST = timezone(timedelta(hours=9))
 _TIME = DETECTION.field("ts").type
@@ -35,8 +36,8 @@ _TICKS_PER_S = 1000.0 / DETECTION_PERIOD_MS
 _TRACK_ID_STRIDE = 10_000_000  # track_id = camera index * stride + per-camera counter
 
 # Share of people out and about by hour of day in Korea (UTC+9), linearly interpolated.
-_ACTIVITY_HOURS = np.array([0.0, 3.0, 5.0, 7.0, 9.0, 12.0, 15.0, 18.0, 20.0, 22.0, 24.0])
-_ACTIVITY_LEVELS = np.array([0.35, 0.2, 0.22, 0.55, 0.9, 1.0, 0.95, 1.0, 0.9, 0.6, 0.35])
+_ACTIVITY_HOURS = (0.0, 3.0, 5.0, 7.0, 9.0, 12.0, 15.0, 18.0, 20.0, 22.0, 24.0)
+_ACTIVITY_LEVELS = (0.35, 0.2, 0.22, 0.55, 0.9, 1.0, 0.95, 1.0, 0.9, 0.6, 0.35)
 
 _PERSON, _VEHICLE, _BICYCLE = LABELS.index("person"), LABELS.index("vehicle"), LABELS.index("bicycle")
 _FIRE, _SMOKE, _COLLISION = LABELS.index("fire"), LABELS.index("smoke"), LABELS.index("collision")
@@ -57,7 +58,7 @@ _REFILL = 0.5  # share of a missing population spawned per tick
 _MIX_ROAD = (0.05, 0.93, 0.02)
 _MIX_OTHER = (0.76, 0.10, 0.14)
 # Everyday traffic by kind (person, vehicle, bicycle, vehicle on a road zone): speed in frame
-# widths per second, heading noise in rad per sqrt(s), stay in seconds (a person's is capped
+# widths per second, heading noise in about rad per sqrt(s), stay in seconds (a person's is capped
 # below rules.loitering_min_s so that only loiterers loiter), detector confidence.
 _EVERYDAY_LABEL = np.array([_PERSON, _VEHICLE, _BICYCLE, _VEHICLE])
 _EVERYDAY_SPEED = np.array([[0.02, 0.07], [0.04, 0.12], [0.08, 0.2], [0.15, 0.45]])
@@ -66,20 +67,20 @@ _EVERYDAY_STAY = np.array([[8.0, math.nan], [5.0, 60.0], [5.0, 40.0], [5.0, 60.0
 _EVERYDAY_CONF = np.array([[0.45, 0.95], [0.6, 0.97], [0.4, 0.85], [0.6, 0.97]])
 _EVERYDAY_ROAD = 3
 # Where everyday tracks appear, by side (left, right, top, bottom edge, then inside x4): x and y
-# ranges, and headings (inwards at an edge, any inside).
+# ranges, and the sign their direction must have across the edge (inwards; 0: any).
 _EDGE_X = np.array([0.002, 0.998, 0.0, 0.0, 0.03, 0.03, 0.03, 0.03])
 _EDGE_X_SPAN = np.array([0.0, 0.0, 1.0, 1.0, 0.94, 0.94, 0.94, 0.94])
 _EDGE_Y = np.array([0.0, 0.0, 0.002, 0.998, 0.03, 0.03, 0.03, 0.03])
 _EDGE_Y_SPAN = np.array([1.0, 1.0, 0.0, 0.0, 0.94, 0.94, 0.94, 0.94])
-_EDGE_HEADING = np.array([0.0, math.pi, math.pi / 2, -math.pi / 2, 0.0, 0.0, 0.0, 0.0])
-_EDGE_HEADING_SPAN = np.array([2.2, 2.2, 2.2, 2.2, 2 * math.pi, 2 * math.pi, 2 * math.pi, 2 * math.pi])
+_EDGE_DX_SIGN = np.array([1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+_EDGE_DY_SIGN = np.array([0.0, 0.0, 1.0, -1.0, 0.0, 0.0, 0.0, 0.0])
 
 # Episodes. Durations in seconds; the loiterer's stay is a multiple of rules.loitering_min_s,
 # the other people's stays stay below it so that only loiterers loiter.
 _CROWD_DURATION_S = (90.0, 180.0)
 _CROWD_SIZE = (12, 20)  # people in view at the crowd's height (more come and go: 20-30 in 30 s)
 _CROWD_RISE, _CROWD_FALL = 0.3, 0.2  # shares of the episode spent forming and dispersing
-_CROWD_ACTIVITY = 0.7  # below this share of the daytime crowd (night), crowds form less often
+_CROWD_ACTIVITY = 0.7  # below this share of the daytime crowd (night), crowds form less often (squared)
 _LOITER_STAY = (1.3, 2.6)
 _INTRUDER_LINGER_S = (8.0, 30.0)
 _FIRE_DURATION_S = (40.0, 240.0)
@@ -99,7 +100,28 @@ def _kst_hour(t_ms: float) -> float:
 
 def _activity(t_ms: float) -> float:
     """Share of the daytime crowd present at this time (0.2 at 3 am, 1.0 at noon and 6 pm)."""
-    return float(np.interp(_kst_hour(t_ms), _ACTIVITY_HOURS, _ACTIVITY_LEVELS))
+    hour = _kst_hour(t_ms)
+    i = bisect.bisect_right(_ACTIVITY_HOURS, hour) - 1
+    h0, h1, a0, a1 = _ACTIVITY_HOURS[i], _ACTIVITY_HOURS[i + 1], _ACTIVITY_LEVELS[i], _ACTIVITY_LEVELS[i + 1]
+    return a0 + (a1 - a0) * (hour - h0) / (h1 - h0)
+
+
+def _directions(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random unit vectors, uniform in angle (normalised Gaussian pairs)."""
+    dx, dy = rng.standard_normal((2, count))
+    norm = np.maximum(np.sqrt(dx * dx + dy * dy), 1e-12)
+    return dx / norm, dy / norm
+
+
+def _cos_degrees(degrees: float) -> float:
+    """cos by its Taylor series: plain arithmetic, so the same on every machine (the math
+    library's last bit may differ between CPUs, and replays must not)."""
+    x = degrees / 180.0 * 3.141592653589793
+    term, total = 1.0, 1.0
+    for n in range(1, 12):
+        term *= -x * x / ((2 * n - 1) * (2 * n))
+        total += term
+    return total
 
 
 def _stochastic_round(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -199,11 +221,15 @@ class CameraFeed(_PacedFeed):
     covering ``simulation.batch_ms`` of event time for every camera of the group.
 
     Objects are persistent tracks moving through the frame and seen about every 200 ms; their
-    number follows the hour of day in Korea. Episodes start at random (rates per camera per
+    number follows the hour of day in Korea (about ``detections_per_camera_per_s`` rows per
+    camera in daytime, a fifth of it at 3 am). Episodes start at random (rates per camera per
     hour): crowds gathering in a plaza zone, loiterers, intrusions into a restricted zone, fire
-    and smoke, collisions on a road zone. A replay starts at ``simulation.start`` and runs as
-    fast as it is polled, the same for the same city, seed and duration (but ``ingest_time``,
-    the wall clock when the batch was built); a live feed follows the wall clock.
+    and smoke, collisions on a road zone. Rows come in order of arrival: a tenth of them late,
+    never by more than ``out_of_orderness_ms``.
+
+    A replay starts at ``simulation.start`` and runs as fast as it is polled, the same for the
+    same city, seed and duration on any machine (but ``ingest_time``, the wall clock when the
+    batch was built); a live feed follows the wall clock, and skips ahead if it falls behind.
 
     Example:
         >>> from actors.topology import load_city
@@ -350,6 +376,7 @@ _SIGMA, _CONF, _CONF_SD, _PDET, _NOISE, _DEATH, _PHASE = (
 )
 _CAM, _ROLE, _STAGE, _BOUNCE = (_Tracks.INT_INDEX[name] for name in ("cam", "role", "stage", "bounce"))
 _CAM_TID_LABEL = slice(0, 3)
+_TURN_SIGNS = np.array([-1.0, 1.0])
 assert [_Tracks.FLOATS[i] for i in (0, 1, 2, 3, 18, 19, 20, 21)] == ["x", "y", "vx", "vy", "bx0", "by0", "bx1", "by1"]
 assert _Tracks.INTS[:3] == ("cam", "tid", "label")
 
@@ -414,12 +441,24 @@ class _CameraGroup:
         self.everyday_stay = _EVERYDAY_STAY.copy()
         self.everyday_stay[0, 1] = 0.8 * self.loitering_min_s
         self.mix = np.cumsum(np.where(self.has_road[:, None], _MIX_ROAD, _MIX_OTHER), axis=1)
-        self.busy_decay = math.exp(-_TICK_S / 300.0)  # busyness drifts over about 5 minutes
+        # How busy each camera is, around 1 (+-15%), drifting over about 5 minutes.
+        self.busy_decay = 1.0 - _TICK_S / 300.0
         self.busy_kick = 0.15 * math.sqrt(1 - self.busy_decay**2)
-        self.log_busy = self.rng.normal(0.0, 0.15, n)
+        self.busy = 1.0 + self.rng.normal(0.0, 0.15, n)
 
         self.tracks = _Tracks()
+        self._warm_start(start_ms, feed.crowds_per_hour)
         self.pending: list[tuple[np.ndarray, np.ndarray]] = []  # rows not arrived yet: ints, floats
+
+    def _warm_start(self, t: int, crowds_per_hour: float) -> None:
+        """The city was alive before the feed started: the first tick fills the scene at once,
+        and crowds may already be gathered (as often as a random moment would find them)."""
+        self.refill = 1.0
+        share = min(1.0, _activity(t) / _CROWD_ACTIVITY) ** 2
+        ongoing = min(0.9, crowds_per_hour * share / 3600.0 * _mean(_CROWD_DURATION_S))
+        u = self.rng.random((2, self.n))
+        for camera in (self.has_plaza & (u[0] < ongoing)).nonzero()[0]:
+            self._start_crowd(int(camera), t, already=float(u[1, camera]))
 
     # -- static geometry -----------------------------------------------------------------
 
@@ -476,12 +515,13 @@ class _CameraGroup:
         """Where a frame position lies on the map: each camera looks along a heading over a
         ground patch of tens of metres (fixed per camera, whatever the seed). Map position is
         linear in the frame position: base + x * along_x + y * along_y, latitude and longitude."""
-        shape = [np.random.default_rng(zlib.crc32(c.id.encode())).uniform((0, 30, 40, 5), (360, 60, 90, 15)) for c in cameras]
-        heading, width, depth, near = (np.array(v) for v in zip(*shape, strict=True))
-        sin, cos = np.sin(np.radians(heading)), np.cos(np.radians(heading))
+        placement = [np.random.default_rng(zlib.crc32(c.id.encode())) for c in cameras]
+        width, depth, near = np.array([rng.uniform((30, 40, 5), (60, 90, 15)) for rng in placement]).T
+        sin, cos = (np.array(v) for v in zip(*(_directions(rng, 1) for rng in placement), strict=True))  # where it looks
+        sin, cos = sin[:, 0], cos[:, 0]
         lat = np.array([c.lat for c in cameras])
         lon = np.array([c.lon for c in cameras])
-        per_lat, per_lon = 1 / 111_320.0, 1 / (111_320.0 * np.cos(np.radians(lat)))  # degrees per metre
+        per_lat, per_lon = 1 / 111_320.0, 1 / (111_320.0 * np.array([_cos_degrees(c.lat) for c in cameras]))  # deg per metre
         # east = (x - 0.5) * width * cos + (near + (1 - y) * depth) * sin; north likewise, turned.
         self.geo_base = np.array(
             [
@@ -499,9 +539,11 @@ class _CameraGroup:
 
     def advance(self, t_from: int, t_to: int, skipped: bool) -> pa.RecordBatch:
         """Simulates the ticks in [t_from, t_to) and returns the rows that arrived then."""
-        if skipped:
+        if skipped:  # the scene moved on in the gap: start it afresh
             ticks = -(-(t_from - self.start_ms) // DETECTION_PERIOD_MS)
             self.next_tick = max(self.next_tick, self.start_ms + ticks * DETECTION_PERIOD_MS)
+            self.tracks.keep(self.tracks["death"] > self.next_tick)
+            self.refill = 1.0
         while self.next_tick < t_to:
             self._tick(self.next_tick)
             self.next_tick += DETECTION_PERIOD_MS
@@ -509,71 +551,72 @@ class _CameraGroup:
 
     def _tick(self, t: int) -> None:
         activity = _activity(t)
-        self.log_busy = self.log_busy * self.busy_decay + self.rng.standard_normal(self.n) * self.busy_kick
+        self.busy = 1.0 + (self.busy - 1.0) * self.busy_decay + self.rng.standard_normal(self.n) * self.busy_kick
         self._start_episodes(t, activity)
         self._spawn_background(t, activity)
         self._spawn_crowds(t)
+        self.refill = _REFILL
         self._move(t)
         self._detect(t)
 
     # -- spawning ----------------------------------------------------------------------------
 
     def _new_ids(self, cam: np.ndarray) -> np.ndarray:
-        order = np.argsort(cam, kind="stable")
-        ordered = cam[order]
-        rank = np.empty(len(cam), np.int64)
-        rank[order] = np.arange(len(cam)) - np.searchsorted(ordered, ordered, side="left")
+        """Fresh track ids for tracks of these cameras (sorted by camera, as spawns come)."""
+        rank = np.arange(len(cam)) - np.searchsorted(cam, cam, side="left")  # n-th new track of its camera
         ids = self.id_base[cam] + (self.id_counter[cam] + rank) % _TRACK_ID_STRIDE
         self.id_counter += np.bincount(cam, minlength=self.n)
         return ids
 
-    def _place(self, cam: np.ndarray, sample: _Sampler) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Positions (and headings) drawn by ``sample`` outside the restricted zones; a few
+    def _place(self, cam: np.ndarray, sample: _Sampler) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Positions (and directions) drawn by ``sample`` outside the restricted zones; a few
         rounds of redrawing, then the few still inside are dropped (the returned mask)."""
-        x, y, heading = sample(cam)
+        x, y, dx, dy = sample(cam)
         bad = self._in_keep_out(cam, x, y)
         for _ in range(6):
-            if not bad.any():
+            if not np.count_nonzero(bad):
                 break
-            redo = np.flatnonzero(bad)
-            x[redo], y[redo], heading[redo] = sample(cam[redo])
+            redo = bad.nonzero()[0]
+            x[redo], y[redo], dx[redo], dy[redo] = sample(cam[redo])
             bad[redo] = self._in_keep_out(cam[redo], x[redo], y[redo])
-        return x, y, heading, ~bad
+        return x, y, dx, dy, ~bad
 
-    def _anywhere(self, cam: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _anywhere(self, cam: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Half enter at an edge heading inwards, half appear inside (from a door, behind a bus)."""
         k = len(cam)
-        u = self.rng.random((4, k))
+        u = self.rng.random((3, k))
         side = (u[0] * 8).astype(np.int64)  # 0-3: left, right, top, bottom edge; 4-7: inside
         x = _EDGE_X[side] + _EDGE_X_SPAN[side] * u[1]
         y = _EDGE_Y[side] + _EDGE_Y_SPAN[side] * u[2]
-        heading = _EDGE_HEADING[side] + _EDGE_HEADING_SPAN[side] * (u[3] - 0.5)
-        return x, y, heading
+        dx, dy = _directions(self.rng, k)
+        sx, sy = _EDGE_DX_SIGN[side], _EDGE_DY_SIGN[side]
+        return x, y, np.where(sx != 0, sx * np.abs(dx), dx), np.where(sy != 0, sy * np.abs(dy), dy)
 
-    def _on_road(self, cam: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _on_road(self, cam: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         rng, k = self.rng, len(cam)
         y0, y1 = self.road_rect[cam, 1], self.road_rect[cam, 3]
         eastbound = rng.random(k) < 0.5
         x = np.where(eastbound, 0.002, 0.998)
         y = y0 + 0.05 * (y1 - y0) + rng.random(k) * 0.9 * (y1 - y0)
-        return x, y, np.where(eastbound, 0.0, math.pi)
+        return x, y, np.where(eastbound, 1.0, -1.0), np.zeros(k)
 
-    def _in_plaza(self, cam: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _in_plaza(self, cam: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         rng, k = self.rng, len(cam)
         x0, y0, x1, y1 = self.plaza_rect[cam].T
         x = x0 + 0.02 + rng.random(k) * (x1 - x0 - 0.04)
         y = y0 + 0.02 + rng.random(k) * (y1 - y0 - 0.04)
-        return x, y, rng.uniform(0, 2 * math.pi, k)
+        return x, y, *_directions(rng, k)
 
-    def _inner(self, cam: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _inner(self, cam: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         rng, k = self.rng, len(cam)
-        return rng.uniform(0.1, 0.9, k), rng.uniform(0.1, 0.9, k), rng.uniform(0, 2 * math.pi, k)
+        return rng.uniform(0.1, 0.9, k), rng.uniform(0.1, 0.9, k), *_directions(rng, k)
 
     def _spawn_background(self, t: int, activity: float) -> None:
+        """Replaces the everyday people and vehicles that left, towards the hour's population."""
         tracks, rng = self.tracks, self.rng
-        target = activity * np.exp(self.log_busy) * self.population
+        target = activity * self.busy * self.population
         present = np.bincount(tracks["cam"][tracks["role"] == _BACKGROUND], minlength=self.n)
-        counts = _stochastic_round(np.maximum(target - present, 0.0) * _REFILL, rng)
+        counts = _stochastic_round(np.maximum(target - present, 0.0) * self.refill, rng)
         if not np.count_nonzero(counts):
             return
         cam = np.repeat(np.arange(self.n), counts)
@@ -582,16 +625,16 @@ class _CameraGroup:
         kind = (u[0][:, None] > self.mix[cam]).sum(axis=1).clip(0, 2)
         road = (kind == 1) & self.has_road[cam]
         kind[road] = _EVERYDAY_ROAD
-        x, y, heading, ok = self._place(cam, self._anywhere)
-        if road.any():
-            where = np.flatnonzero(road)
-            x[where], y[where], heading[where], ok[where] = self._place(cam[where], self._on_road)
+        x, y, dx, dy, ok = self._place(cam, self._anywhere)
+        if np.count_nonzero(road):
+            where = road.nonzero()[0]
+            x[where], y[where], dx[where], dy[where], ok[where] = self._place(cam[where], self._on_road)
         speed, stay, conf = (table[kind, 0] + (table[kind, 1] - table[kind, 0]) * u[i + 1]
                              for i, table in enumerate((_EVERYDAY_SPEED, self.everyday_stay, _EVERYDAY_CONF)))  # fmt: skip
         pdet = _BACKGROUND_PDET[0] + (_BACKGROUND_PDET[1] - _BACKGROUND_PDET[0]) * u[4]
         label = _EVERYDAY_LABEL[kind]
         sigma = _EVERYDAY_TURN[kind]
-        self._add(t, ok, cam, label, _BACKGROUND, x, y, heading, speed, sigma=sigma, stay=stay, conf=conf, pdet=pdet)
+        self._add(t, ok, cam, label, _BACKGROUND, x, y, (dx, dy), speed, sigma=sigma, stay=stay, conf=conf, pdet=pdet)
 
     def _add(
         self,
@@ -602,7 +645,7 @@ class _CameraGroup:
         role: np.ndarray | int,
         x: np.ndarray,
         y: np.ndarray,
-        heading: np.ndarray | float,
+        direction: tuple[np.ndarray | float, np.ndarray | float],
         speed: np.ndarray | float,
         *,
         stay: np.ndarray | float,
@@ -618,8 +661,8 @@ class _CameraGroup:
             "role": role,
             "x": x,
             "y": y,
-            "vx": speed * np.cos(heading),
-            "vy": speed * np.sin(heading),
+            "vx": speed * direction[0],
+            "vy": speed * direction[1],
             "speed": speed,
             "death": t + np.broadcast_to(np.asarray(stay, float), (k,)) * 1000.0,
             "conf": conf,
@@ -641,7 +684,7 @@ class _CameraGroup:
         """At most one episode starts per tick and camera group: the chances are so small (about
         1e-4) that one draw against their sum, then a pick among them, gives the same rates."""
         u = self.rng.random()
-        crowd_share = min(1.0, activity / _CROWD_ACTIVITY)  # crowds need people out: fewer at night
+        crowd_share = min(1.0, activity / _CROWD_ACTIVITY) ** 2  # crowds need many people out: rare at night
         if u >= self.episode_total - self.crowd_total * (1.0 - crowd_share):
             return
         chances = self.episode_p.copy()
@@ -652,30 +695,32 @@ class _CameraGroup:
         starters = (self._start_crowd, self._start_loiterer, self._start_intruder, self._start_fire, self._start_collision)
         starters[kind](int(camera), t)
 
-    def _start_crowd(self, camera: int, t: int) -> None:
-        self.crowd_start[camera] = t
-        self.crowd_end[camera] = t + self.rng.uniform(*_CROWD_DURATION_S) * 1000.0
+    def _start_crowd(self, camera: int, t: int, already: float = 0.0) -> None:
+        """A crowd gathers in the camera's plaza: people arrive, mill about and leave while the
+        crowd forms, holds and disperses (``_spawn_crowds`` keeps its numbers). ``already``:
+        the share of its life it has lived at ``t``."""
+        length = self.rng.uniform(*_CROWD_DURATION_S) * 1000.0
+        self.crowd_start[camera] = t - already * length
+        self.crowd_end[camera] = self.crowd_start[camera] + length
         self.crowd_size[camera] = self.rng.integers(_CROWD_SIZE[0], _CROWD_SIZE[1] + 1)
         self.crowds_until = max(self.crowds_until, self.crowd_end[camera])
 
     def _spawn_crowds(self, t: int) -> None:
+        """Brings the people of each gathering crowd up to its size at this point of its life."""
         if t >= self.crowds_until:
             return
         active = (t >= self.crowd_start) & (t < self.crowd_end)
         rng, tracks = self.rng, self.tracks
         share = np.where(active, (t - self.crowd_start) / np.maximum(self.crowd_end - self.crowd_start, 1.0), 0.0)
-        envelope = np.where(
-            share < _CROWD_RISE,
-            0.5 - 0.5 * np.cos(np.pi * share / _CROWD_RISE),
-            np.where(share > 1 - _CROWD_FALL, 0.5 - 0.5 * np.cos(np.pi * (1 - share) / _CROWD_FALL), 1.0),
-        )
+        ramp = np.minimum(np.minimum(share / _CROWD_RISE, (1 - share) / _CROWD_FALL), 1.0)
+        envelope = ramp * ramp * (3 - 2 * ramp)  # forms and disperses smoothly
         present = np.bincount(tracks["cam"][tracks["role"] == _CROWD], minlength=self.n)
-        counts = _stochastic_round(np.maximum(active * self.crowd_size * envelope - present, 0.0) * _REFILL, rng)
+        counts = _stochastic_round(np.maximum(active * self.crowd_size * envelope - present, 0.0) * self.refill, rng)
         if not np.count_nonzero(counts):
             return
         cam = np.repeat(np.arange(self.n), counts)
         k = len(cam)
-        x, y, heading, ok = self._place(cam, self._in_plaza)
+        x, y, dx, dy, ok = self._place(cam, self._in_plaza)
         x0, y0, x1, y1 = self.plaza_rect[cam].T
         self._add(
             t,
@@ -685,7 +730,7 @@ class _CameraGroup:
             _CROWD,
             x,
             y,
-            heading,
+            (dx, dy),
             rng.uniform(0.003, 0.015, k),
             sigma=0.6,
             stay=rng.uniform(0.3, 0.85, k) * self.loitering_min_s,
@@ -699,9 +744,10 @@ class _CameraGroup:
         )
 
     def _start_loiterer(self, camera: int, t: int) -> None:
+        """A person who hangs about, slowly, for longer than the loitering rule allows."""
         rng = self.rng
         cam = np.array([camera])
-        x, y, heading, ok = self._place(cam, self._inner)
+        x, y, dx, dy, ok = self._place(cam, self._inner)
         self._add(
             t,
             ok,
@@ -710,7 +756,7 @@ class _CameraGroup:
             _LOITERER,
             x,
             y,
-            heading,
+            (dx, dy),
             rng.uniform(0.002, 0.01),
             sigma=0.8,
             stay=rng.uniform(*_LOITER_STAY) * self.loitering_min_s,
@@ -729,10 +775,10 @@ class _CameraGroup:
         x0, y0, x1, y1 = self.restricted[camera][rng.integers(len(self.restricted[camera]))]
         tx = x0 + (x1 - x0) * rng.uniform(0.3, 0.7)
         ty = y0 + (y1 - y0) * rng.uniform(0.3, 0.7)
-        angles = rng.uniform(0, 2 * math.pi, 16)
+        ux, uy = _directions(rng, 16)
         reach = rng.uniform(0.12, 0.35, 16) + max(x1 - x0, y1 - y0) / 2
-        sx = np.clip(tx + reach * np.cos(angles), 0.03, 0.97)
-        sy = np.clip(ty + reach * np.sin(angles), 0.03, 0.97)
+        sx = np.clip(tx + reach * ux, 0.03, 0.97)
+        sy = np.clip(ty + reach * uy, 0.03, 0.97)
         outside = np.flatnonzero(~self._in_keep_out(np.full(16, camera), sx, sy))
         if not len(outside):
             return  # the zone fills the frame: nowhere to come from
@@ -746,7 +792,7 @@ class _CameraGroup:
             _INTRUDER,
             np.array([sx0]),
             np.array([sy0]),
-            0.0,
+            (0.0, 0.0),
             rng.uniform(0.04, 0.08),
             stay=600.0,
             conf=rng.uniform(min(low + 0.12, 0.95), min(low + 0.35, 0.97)),
@@ -776,7 +822,7 @@ class _CameraGroup:
                 _FIRE_ROLE,
                 np.array([x]),
                 np.array([y]),
-                0.0,
+                (0.0, 0.0),
                 0.0,
                 stay=duration,
                 conf=rng.uniform(min(low + 0.15, 0.9), 0.95),
@@ -793,7 +839,7 @@ class _CameraGroup:
             _FIRE_ROLE,
             np.array([x]),
             np.array([smoke_y]),
-            -math.pi / 2,
+            (0.0, -1.0),  # rising
             rng.uniform(0.0005, 0.0015),
             stay=duration + 30.0,
             conf=rng.uniform(min(low + 0.1, 0.9), 0.9),
@@ -818,7 +864,18 @@ class _CameraGroup:
         conf = np.array([rng.uniform(min(low + 0.1, 0.9), 0.96), *rng.uniform(0.7, 0.95, 2)])
         labels, roles = np.array([_COLLISION, _VEHICLE, _VEHICLE]), np.array([_COLLISION_ROLE, _STOPPED, _STOPPED])
         self._add(
-            t, np.ones(3, bool), cam, labels, roles, xs, ys, 0.0, 0.0, stay=stay, conf=conf, pdet=np.array([0.85, 0.9, 0.9])
+            t,
+            np.ones(3, bool),
+            cam,
+            labels,
+            roles,
+            xs,
+            ys,
+            (0.0, 0.0),
+            0.0,
+            stay=stay,
+            conf=conf,
+            pdet=np.array([0.85, 0.9, 0.9]),
         )
 
     # -- motion and detection ------------------------------------------------------------
@@ -830,15 +887,17 @@ class _CameraGroup:
             return
         floats, ints = tracks.floats, tracks.ints
         position, velocity = floats[:, _XY], floats[:, _VXY]
-        turn = rng.standard_normal(n) * floats[:, _SIGMA] * math.sqrt(_TICK_S)
-        cos, sin = np.cos(turn), np.sin(turn)
-        vx = velocity[:, 0] * cos - velocity[:, 1] * sin
-        vy = velocity[:, 0] * sin + velocity[:, 1] * cos
+        # Headings wander: each velocity turns by a random angle a, (vx, vy) -> (vx cos a - vy sin a,
+        # vx sin a + vy cos a), with cos and sin from h = tan(a / 2) in plain arithmetic (exact
+        # rotations, the same on every machine).
+        h = rng.standard_normal(n) * floats[:, _SIGMA] * (0.5 * math.sqrt(_TICK_S))
+        h2 = h * h
+        cos, sin = (1 - h2) / (1 + h2), 2 * h / (1 + h2)
+        step = velocity * cos[:, None] + velocity[:, ::-1] * (sin[:, None] * _TURN_SIGNS)
         gone = np.zeros(n, bool)
-        steering = np.flatnonzero(ints[:, _STAGE] != _FREE)
+        steering = (ints[:, _STAGE] != _FREE).nonzero()[0]
         if len(steering):
-            gone[steering] = self._steer(t, steering, vx, vy)
-        step = np.stack([vx, vy], axis=1)
+            gone[steering] = self._steer(t, steering, step)
         moved = position + step * _TICK_S
         bounce = ints[:, _BOUNCE] == 1
         if np.count_nonzero(bounce):  # bounce off the walls of their box (crowds, loiterers, smoke)
@@ -852,14 +911,15 @@ class _CameraGroup:
         if np.count_nonzero(avoid):
             moved[avoid] = position[avoid]
             step[avoid] = -step[avoid]
-        left_frame = ~bounce & ((moved < 0) | (moved >= 1)).any(axis=1)
+        outside = (moved < 0) | (moved >= 1)
+        left_frame = (outside[:, 0] | outside[:, 1]) & ~bounce
         floats[:, _XY] = moved
         floats[:, _VXY] = step
         dead = gone | left_frame | (t >= floats[:, _DEATH])
         if np.count_nonzero(dead):
             tracks.keep(~dead)
 
-    def _steer(self, t: int, index: np.ndarray, vx: np.ndarray, vy: np.ndarray) -> np.ndarray:
+    def _steer(self, t: int, index: np.ndarray, step: np.ndarray) -> np.ndarray:
         """Intruders head for their point in the zone, hover there, then head back out; returns
         which of ``index`` reached the way out."""
         tracks, rng = self.tracks, self.rng
@@ -869,11 +929,11 @@ class _CameraGroup:
         gx = np.where(leaving, tracks["ex"][index], tracks["tx"][index]) + lingering * rng.normal(0, 0.03, len(index))
         gy = np.where(leaving, tracks["ey"][index], tracks["ty"][index]) + lingering * rng.normal(0, 0.03, len(index))
         dx, dy = gx - tracks["x"][index], gy - tracks["y"][index]
-        distance = np.hypot(dx, dy)
+        distance = np.sqrt(dx * dx + dy * dy)
         speed = tracks["speed"][index]
         arrived = distance <= speed * _TICK_S
         scale = np.minimum(speed, distance / _TICK_S) / np.maximum(distance, 1e-9)
-        vx[index], vy[index] = dx * scale, dy * scale
+        step[index, 0], step[index, 1] = dx * scale, dy * scale
         inside = arrived & (stage == _APPROACH)
         if inside.any():
             where = index[inside]
@@ -935,23 +995,28 @@ class _CameraGroup:
         _, ts, cam, tid, label = rows
         conf, x, y = values
         # The zone slot and the label give the strings of a row; one take fetches them all.
-        strings = self.strings.take(pa.array(self.zone_slots.lookup(cam, x, y) * len(LABELS) + label))
-        lat, lon = self.geo_base[:, cam] + self.geo_x[:, cam] * x + self.geo_y[:, cam] * y
+        key = self.zone_slots.lookup(cam, x, y) * len(LABELS) + label
+        strings = self.strings.take(pa.Array.from_buffers(pa.int64(), len(key), [None, pa.py_buffer(key)]))
+        lat, lon = self.geo_base.take(cam, axis=1) + self.geo_x.take(cam, axis=1) * x + self.geo_y.take(cam, axis=1) * y
         k = len(ts)
+
+        def column(data_type: pa.DataType, values: np.ndarray) -> pa.Array:  # zero copy
+            return pa.Array.from_buffers(data_type, k, [None, pa.py_buffer(values)])
+
         columns = [
-            pa.Array.from_buffers(_TIME, k, [None, pa.py_buffer(ts)]),
+            column(_TIME, ts),
             strings.column(0),
             strings.column(1),
-            pa.array(tid, pa.int64()),
+            column(pa.int64(), tid),
             strings.column(4),
-            pa.array(conf, pa.float64()),
-            pa.array(x, pa.float64()),
-            pa.array(y, pa.float64()),
-            pa.array(lat, pa.float64()),
-            pa.array(lon, pa.float64()),
+            column(pa.float64(), conf),
+            column(pa.float64(), x),
+            column(pa.float64(), y),
+            column(pa.float64(), lat),
+            column(pa.float64(), lon),
             strings.column(2),
             strings.column(3),
-            pa.Array.from_buffers(_TIME, k, [None, pa.py_buffer(np.full(k, _wall_ms(), np.int64))]),
+            column(_TIME, np.full(k, _wall_ms(), np.int64)),
         ]
         return pa.RecordBatch.from_arrays(columns, schema=DETECTION)
 
@@ -990,8 +1055,9 @@ class WeatherFeed(_PacedFeed):
     the clouds, wind as a random walk with gusts and shifts, rain spells, visibility that drops
     in rain and dust, pressure drifting around 1013 hPa, and yellow-dust episodes raising PM10 to
     150-450. Rain spells and dust episodes are regional (shared by all stations, dust reaching
-    eastern stations a few minutes later); ``dust_episode_at_start`` (default: in replays) starts
-    the first dust episode within the first minutes, so that a short replay shows one.
+    eastern stations a few minutes later); by default the first dust episode starts within the
+    first minutes, so that a short run shows one. Replays are the same for the same city, seed
+    and duration; live feeds read when the wall clock reaches a reading's time.
 
     Example:
         >>> from actors.topology import load_city
@@ -1015,10 +1081,12 @@ class WeatherFeed(_PacedFeed):
         rain_spell_mean_h: float = 1.0,
         dust_episodes_per_hour: float = 0.04,
         wind_shifts_per_hour: float = 0.5,
-        dust_episode_at_start: bool | None = None,
+        dust_episode_at_start: bool = True,
     ) -> None:
         """Rates are per hour of dry weather (rain), of time (dust, for the whole city) and per
-        station (wind shifts); 0 turns them off."""
+        station (wind shifts); 0 turns them off. ``dust_episode_at_start`` starts a yellow-dust
+        episode in the first minutes of the feed (replay or live), so that demos and tests see
+        one; the later ones come at ``dust_episodes_per_hour``."""
         super().__init__(city, mode, duration_s, seed)
         for name, value in (
             ("rain_spells_per_hour", rain_spells_per_hour),
@@ -1034,7 +1102,7 @@ class WeatherFeed(_PacedFeed):
         self.rain_spell_mean_h = float(rain_spell_mean_h)
         self.dust_episodes_per_hour = float(dust_episodes_per_hour)
         self.wind_shifts_per_hour = float(wind_shifts_per_hour)
-        self.dust_episode_at_start = mode == "replay" if dust_episode_at_start is None else dust_episode_at_start
+        self.dust_episode_at_start = dust_episode_at_start
         self._station: _Station | None = None
 
     def _partitions(self) -> int:
@@ -1044,10 +1112,9 @@ class WeatherFeed(_PacedFeed):
         return max(1, round(self.city.simulation.reading_interval_s * 1000))
 
     def _open_partition(self, partition: int) -> None:
-        # Live stations of one city open within moments of each other: anchoring their shared
-        # weather on the hour gives them the same rain spells and dust episodes.
-        anchor = self._start_ms if self.mode == "replay" else self._start_ms - self._start_ms % 3_600_000
-        self._station = _Station(self, partition, anchor)
+        # Live stations open within moments of each other: their shared weather, drawn from the
+        # same seed from their opening on, differs by those moments only.
+        self._station = _Station(self, partition, self._start_ms)
 
     def _build(self, t_from: int, t_to: int, skipped: bool) -> pa.RecordBatch:
         assert self._station is not None, "open() the source first"
@@ -1063,7 +1130,7 @@ class _RegionalWeather:
 
     def __init__(self, feed: WeatherFeed, anchor_ms: int) -> None:
         misc = np.random.default_rng([feed.seed, _REGIONAL_STREAM, 0])
-        self.day_offset = float(misc.normal(0.0, 1.5))
+        self.day_offset = float(np.clip(misc.normal(0.0, 1.0), -1.5, 1.5))
         self.pressure_base = float(misc.uniform(1008.0, 1018.0))
         self.pressure_waves = [
             (float(misc.uniform(2.0, 5.0)), float(misc.uniform(24.0, 72.0)) * 3_600_000, float(misc.uniform(0, 2 * math.pi))),
@@ -1148,9 +1215,9 @@ class _Station:
         rng = self.rng = np.random.default_rng([feed.seed, partition])
         self.dust_lag_ms = (station.lon - min(s.lon for s in city.stations)) * _DUST_LAG_S_PER_DEG * 1000
         self.shift_rate_per_s = feed.wind_shifts_per_hour / 3600.0
-        # A spring day in Incheon: about 8-10 C at dawn, 20-22 C in the afternoon.
-        self.low = 9.0 + self.regional.day_offset + float(rng.normal(0.0, 0.5))
-        self.high = 21.0 + self.regional.day_offset + float(rng.normal(0.0, 0.7))
+        # A spring day in Incheon: about 8-11 C at dawn, 19-23 C in the afternoon.
+        self.low = 9.5 + self.regional.day_offset + float(rng.normal(0.0, 0.3))
+        self.high = 21.0 + self.regional.day_offset + float(rng.normal(0.0, 0.4))
         self.pressure_offset = float(rng.normal(0.0, 0.4))
         self.pm_base = float(rng.uniform(30.0, 48.0))
         self.pm_factor = float(rng.uniform(0.88, 1.1))
@@ -1229,7 +1296,8 @@ class _Station:
 
 def replay_tables(city: City, duration_s: float, seed: int | None = None) -> tuple[pa.Table, pa.Table]:
     """All detections and all weather readings of a replay of ``duration_s`` seconds of event
-    time, every partition polled to its end in turn (partition after partition).
+    time, every partition polled to its end in turn: partition after partition, each in the
+    order its batches came.
 
     Example:
         >>> from actors.topology import load_city
@@ -1253,5 +1321,5 @@ def replay_tables(city: City, duration_s: float, seed: int | None = None) -> tup
                         batches.append(batch)
             finally:
                 task.close()
-        tables.append(pa.Table.from_batches(batches, schema=feed.schema))
+        tables.append(pa.Table.from_batches(batches, schema=feed.schema).combine_chunks())  # one chunk: fast to compute on
     return tables[0], tables[1]

@@ -535,11 +535,15 @@ class Stream:
         self._derive("sink", name, {}, factory, stateless=True, is_sink=True, parallelism=parallelism)
         return name
 
-    def collect(self, name: str | None = None) -> str:
-        """A sink that keeps every row; ``JobResult.table(name)`` returns them. Returns its name."""
+    def collect(self, name: str | None = None, parallelism: int | None = None) -> str:
+        """A sink that keeps every row; ``JobResult.table(name)`` returns them. Returns its name.
+
+        It runs as many tasks as the stream's operator unless ``parallelism`` says otherwise
+        (``1``: one task gathers what all the upstream tasks send).
+        """
         name = self.flow._unique_name("collect", name)
         schema = self.schema
-        self._derive("collect", name, {}, lambda: CollectSink(schema), stateless=True, is_sink=True)
+        self._derive("collect", name, {}, lambda: CollectSink(schema), stateless=True, is_sink=True, parallelism=parallelism)
         return name
 
     def count(self, name: str | None = None) -> str:
