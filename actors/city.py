@@ -4,6 +4,7 @@ detection with its district's weather and raise incidents, routed to the police 
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Literal
 
 import pyarrow as pa
@@ -93,7 +94,12 @@ def city_flow(
         cameras = cameras or CameraFeed(city, mode, duration_s, seed)
         stations = stations or WeatherFeed(city, mode, duration_s, seed)
     out_of_orderness = city.simulation.out_of_orderness_ms
-    flow = Dataflow(name, parallelism=len(city.districts))
+    # Live, a station speaks every reading_interval_s: waiting for its watermark would hold
+    # every detection back that long. An input silent for a second stops holding the district's
+    # watermark (detections then join the latest reading known). Replays wait, so that a run
+    # gives the same incidents whatever the speed of each actor.
+    idle_timeout = timedelta(seconds=1) if mode == "live" else None
+    flow = Dataflow(name, parallelism=len(city.districts), idle_timeout=idle_timeout)
     detections = flow.source(
         "cameras", cameras, "ts", out_of_orderness, validate=detection_checks(city, not simulated_time), parallelism=camera_tasks
     )
