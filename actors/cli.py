@@ -133,7 +133,7 @@ def print_summary(console: Console, city: City, result: JobResult, elapsed: floa
         reasons = Counter(table.column("reason").to_pylist()) if "reason" in table.column_names else {}
         detail = f" ({', '.join(f'{r}: {n}' for r, n in reasons.items())})" if reasons else ""
         console.print(f"{sink}: {table.num_rows}{detail}")
-    console.print(metrics_table(result))
+    console.print(metrics_table(result), soft_wrap=True, highlight=False)
 
 
 def metrics_table(result: JobResult) -> str:
