@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PACKAGES := engine operators actors protos cluster benchmarks
 
-.PHONY: install run test lint bench lock clean
+.PHONY: install run test lint bench lock clean protos
 
 # The virtual environment, with the locked dependencies (constraints.txt) and citystream itself.
 $(STAMP): pyproject.toml constraints.txt
@@ -29,6 +29,11 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.engine_throughput
 	$(PY) -m benchmarks.ray_executor
 	$(PY) -m benchmarks.ray_compiled_graphs
+
+# The Python stubs of the gRPC contracts (committed; tests/protos/test_stubs.py fails if stale).
+PROTOS := $(wildcard protos/citystream/v1/*.proto)
+protos: $(STAMP)
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. $(PROTOS)
 
 # Re-pins every dependency to what is installed now (after changing pyproject.toml).
 lock: $(STAMP)
