@@ -82,9 +82,11 @@ def city_flow(
     duration_s: float | None = None,
     seed: int | None = None,
     name: str = "city",
+    serve: bool = True,
 ) -> Dataflow:
     """The whole graph. Without ``cameras``/``stations`` the simulated feeds of the topology
-    run (one camera actor per camera group, one per station); tests pass table sources."""
+    run (one camera actor per camera group, one per station); tests pass table sources.
+    ``serve``: the gateways log their incidents and serve them over gRPC (off: they only keep them)."""
     simulated_time = mode == "replay" and cameras is None and stations is None
     camera_tasks = len(city.camera_groups()) if cameras is None else 1
     station_tasks = len(city.stations) if stations is None else 1
@@ -117,7 +119,7 @@ def city_flow(
         side_outputs={LATE: (detections.schema, "ts")},
     )
     gateways = {gateway.id: i for i, gateway in enumerate(city.gateways)}
-    incidents.key_by("gateway", placement=gateways).sink_each(lambda: PoliceGateway(city), "gateways", len(gateways))
+    incidents.key_by("gateway", placement=gateways).sink_each(lambda: PoliceGateway(city, serve), "gateways", len(gateways))
     # Few rows, if any: one actor each.
     incidents.late().collect("late_detections", parallelism=1)
     detections.dead_letter().collect("refused_detections", parallelism=1)

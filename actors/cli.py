@@ -43,7 +43,19 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--no-view", action="store_true", help="no live terminal view; print a summary at the end")
     explain = commands.add_parser("explain", help="print the physical plan of the city job")
     explain.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    console_cmd = commands.add_parser("console", help="a dispatch console: print a gateway's incidents as they come")
+    console_cmd.add_argument("--gateway", required=True, help="host:port of a police gateway")
+    console_cmd.add_argument("--token", required=True, help="the console's bearer token")
+    console_cmd.add_argument("--district", action="append", default=[], help="only these districts (repeatable)")
+    console_cmd.add_argument("--kind", action="append", default=[], help="only these kinds (repeatable)")
+    console_cmd.add_argument("--min-severity", type=int, default=0)
+    console_cmd.add_argument("--ca-cert", default=None, help="PEM of the CA of the gateway's certificate (default: plaintext)")
+    console_cmd.add_argument("--ack-as", default=None, help="acknowledge every incident, as this officer")
+    console_cmd.add_argument("--state", type=Path, default=None, help="file keeping the last sequence seen (resume across runs)")
+    console_cmd.add_argument("--resume-after", type=int, default=None, help="start after this sequence number")
     args = parser.parse_args(argv)
+    if args.command == "console":
+        return _console(args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     console = Console()
 
@@ -71,6 +83,29 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]job failed:[/red] {exc}")
         return 1
     print_summary(console, city, result, time.monotonic() - started, args.executor)
+    return 0
+
+
+def _console(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import grpc
+
+    from actors.console import ConsoleClient, run_console
+
+    resume = args.resume_after
+    if resume is None and args.state is not None and args.state.exists():
+        resume = int(args.state.read_text().strip() or 0)
+    client = ConsoleClient(
+        args.gateway, args.token, args.ca_cert, args.district, args.kind, args.min_severity, resume_after=resume or 0
+    )
+    try:
+        asyncio.run(run_console(client, args.ack_as, args.state, lambda line: print(line, flush=True)))
+    except KeyboardInterrupt:
+        print(f"stopped after sequence {client.resume_after}")
+    except grpc.aio.AioRpcError as exc:
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
     return 0
 
 

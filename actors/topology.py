@@ -9,6 +9,7 @@ names the key (``cameras[3].district``).
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 import types
 import typing
@@ -125,6 +126,31 @@ class Simulation:
 
 
 @dataclass(frozen=True)
+class ConsoleToken:
+    """A dispatch console's credential: the SHA-256 (hex) of its bearer token, and the
+    districts it may see ("*": all). The config never holds the token itself."""
+
+    console: str
+    token_sha256: str
+    districts: tuple[str, ...] = ("*",)
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """The gateways' gRPC dispatch service."""
+
+    host: str = "127.0.0.1"
+    insecure: bool = False  # plaintext: only when the config says so (a warning is logged)
+    tls_cert: str = ""  # PEM files, relative to the config file
+    tls_key: str = ""
+    # The gateways' incident logs; a relative path is taken from $CITYSTREAM_HOME, or else the
+    # working directory.
+    log_dir: str = "var/incidents"
+    subscriber_queue: int = 1000  # incidents a console may lag behind before it is disconnected
+    tokens: tuple[ConsoleToken, ...] = ()
+
+
+@dataclass(frozen=True)
 class City:
     name: str
     districts: tuple[District, ...]
@@ -134,6 +160,7 @@ class City:
     routes: tuple[Route, ...]
     rules: Rules = Rules()
     simulation: Simulation = Simulation()
+    dispatch: Dispatch = Dispatch()
 
     def district_ids(self) -> list[str]:
         return [d.id for d in self.districts]
@@ -162,13 +189,24 @@ def load_city(path: str | Path = DEFAULT_CONFIG) -> City:
         raise ConfigError(str(path), "no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), f"not valid TOML: {exc}") from None
-    return city_from_dict(raw)
+    return with_paths_resolved(city_from_dict(raw), path.parent)
 
 
 def city_from_dict(raw: dict[str, Any]) -> City:
     city = _build(City, raw, "")
     _check_references(city)
     return city
+
+
+def with_paths_resolved(city: City, config_dir: Path) -> City:
+    """Absolute paths for the files the actors open (they may run in another directory)."""
+    d = city.dispatch
+    resolve = lambda p, base: str((base / p).resolve()) if p else p
+    home = Path(os.environ.get("CITYSTREAM_HOME") or Path.cwd())
+    dispatch = dataclasses.replace(
+        d, tls_cert=resolve(d.tls_cert, config_dir), tls_key=resolve(d.tls_key, config_dir), log_dir=resolve(d.log_dir, home)
+    )
+    return dataclasses.replace(city, dispatch=dispatch)
 
 
 def _build(cls: type, raw: Any, key: str) -> Any:
@@ -213,6 +251,10 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(key, f"expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"expected true or false, got {value!r}")
         return value
     if hint is str:
         if not isinstance(value, str):
@@ -285,6 +327,17 @@ def _check_references(city: City) -> None:
     rules = city.rules
     if len(rules.dust_levels) != 4 or list(rules.dust_levels) != sorted(rules.dust_levels):
         raise ConfigError("rules.dust_levels", "needs 4 increasing PM10 levels (severity 2, 3, 4, 5)")
+    dispatch = city.dispatch
+    if not dispatch.insecure and not (dispatch.tls_cert and dispatch.tls_key):
+        raise ConfigError("dispatch.tls_cert", "TLS needs tls_cert and tls_key (or insecure = true, for local runs only)")
+    if dispatch.subscriber_queue < 1:
+        raise ConfigError("dispatch.subscriber_queue", "must be >= 1")
+    for i, token in enumerate(dispatch.tokens):
+        if len(token.token_sha256) != 64 or any(c not in "0123456789abcdef" for c in token.token_sha256):
+            raise ConfigError(f"dispatch.tokens[{i}].token_sha256", "must be 64 lowercase hex digits (sha256 of the token)")
+        for d in token.districts:
+            if d != "*" and d not in districts:
+                raise ConfigError(f"dispatch.tokens[{i}].districts", f"unknown district '{d}'")
     simulation = city.simulation
     if simulation.detections_per_camera_per_s <= 0:
         raise ConfigError("simulation.detections_per_camera_per_s", "must be > 0")

@@ -4,7 +4,9 @@ flows are run on (every flow test runs on both and must give the same results)."
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,16 @@ import pytest
 from engine import InlineExecutor
 
 ROOT = Path(__file__).resolve().parent.parent
+# The gateways' incident logs of test runs go to a scratch directory, not the working tree
+# (set before any test module reads the city config, which resolves the path).
+_HOME = tempfile.mkdtemp(prefix="citystream-tests-")
+os.environ["CITYSTREAM_HOME"] = _HOME
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scratch_home():
+    yield Path(_HOME)
+    shutil.rmtree(_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -50,6 +50,7 @@ def run(detections, readings=None, executor=None):
         CITY,
         cameras=TableSource(table(detections, DETECTION), batch_size=50),
         stations=TableSource(table(readings if readings is not None else calm(), WEATHER), batch_size=50),
+        serve=False,  # the rules only: no incident log, no gRPC server (tests/actors/test_dispatch.py has those)
     )
     return (executor or InlineExecutor()).run(flow)
 
