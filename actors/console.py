@@ -112,8 +112,10 @@ async def run_console(client: ConsoleClient, ack_as: str | None, state: Path | N
     """The console loop of ``citystream console``."""
     async for incident in client.incidents():
         print_line(describe(incident))
-        if ack_as:
-            taken = await client.acknowledge(incident.sequence, officer=ack_as)
+        taken = await client.acknowledge(incident.sequence, officer=ack_as) if ack_as else None
+        if state is not None:  # written whole or not at all: a crash never leaves it empty
+            partial = state.with_suffix(state.suffix + ".tmp")
+            partial.write_text(str(incident.sequence))
+            partial.replace(state)
+        if taken is not None:
             print_line(f"        acknowledged by {taken.acknowledgement.officer} ({taken.acknowledgement.console})")
-        if state is not None:
-            state.write_text(str(incident.sequence))

@@ -284,8 +284,8 @@ class DispatchServer:
         reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         target = f"{self.config.host}:{self.requested_port}"
         if self.config.insecure:
-            logger.warning("gateway %s: dispatch service on %s WITHOUT TLS (config: insecure = true)", self.gateway, target)
             self.port = server.add_insecure_port(target)
+            logger.warning("gateway %s: dispatch on port %d WITHOUT TLS (config: insecure = true)", self.gateway, self.port)
         else:
             credentials = grpc.ssl_server_credentials(
                 [(Path(self.config.tls_key).read_bytes(), Path(self.config.tls_cert).read_bytes())]
