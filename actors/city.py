@@ -14,7 +14,7 @@ from actors.district import DistrictFusion
 from actors.gateway import PoliceGateway
 from actors.schemas import DETECTION, INCIDENT, LABELS, TIME
 from actors.topology import City
-from engine import Dataflow, Source
+from engine import Dataflow, Source, Stream
 from engine.expr import Expr, col, fn
 from engine.operator import LATE
 
@@ -108,13 +108,43 @@ def city_flow(
     readings = flow.source(
         "stations", stations, "ts", out_of_orderness, validate=reading_checks(city, not simulated_time), parallelism=station_tasks
     )
+    refused: tuple[list[Stream], list[Stream]] = [detections.dead_letter()], [readings.dead_letter()]
+    if mode == "live" and city.dispatch.ingest_port >= 0:
+        # Edge devices push into the same streams; an idle device does not hold time back
+        # (the idle timeout of live runs).
+        from actors.ingest import IngestFeed
+
+        port = city.dispatch.ingest_port
+        pushed = flow.source(
+            "ingest_detections",
+            IngestFeed("detections", city.dispatch.host, port, city.dispatch.log_dir),
+            "ts",
+            out_of_orderness,
+            validate=detection_checks(city),
+            parallelism=1,
+        )
+        pushed_readings = flow.source(
+            "ingest_readings",
+            IngestFeed("readings", city.dispatch.host, port + 1 if port else 0, city.dispatch.log_dir),
+            "ts",
+            out_of_orderness,
+            validate=reading_checks(city),
+            parallelism=1,
+        )
+        refused[0].append(pushed.dead_letter())
+        refused[1].append(pushed_readings.dead_letter())
+        extra_inputs = [pushed, pushed_readings]
+    else:
+        extra_inputs = []
     # One district actor per district: pinned, not hashed (a hash could put two on one task).
     placement = {district: i for i, district in enumerate(city.district_ids())}
     incidents = detections.key_by("district", placement=placement).process(
         lambda: DistrictFusion(city),
         INCIDENT,
         "districts",
-        others=[readings.key_by("district", placement=placement)],
+        # Inputs: 0 detections, 1 readings (then pushed detections, pushed readings: even
+        # inputs are detections, odd ones readings).
+        others=[s.key_by("district", placement=placement) for s in [readings, *extra_inputs]],
         event_time="trigger_time",
         side_outputs={LATE: (detections.schema, "ts")},
     )
@@ -122,8 +152,9 @@ def city_flow(
     incidents.key_by("gateway", placement=gateways).sink_each(lambda: PoliceGateway(city, serve), "gateways", len(gateways))
     # Few rows, if any: one actor each.
     incidents.late().collect("late_detections", parallelism=1)
-    detections.dead_letter().collect("refused_detections", parallelism=1)
-    readings.dead_letter().collect("refused_readings", parallelism=1)
+    for name, streams in zip(("refused_detections", "refused_readings"), refused, strict=True):
+        first, *others = streams
+        (first.union(*others, name=f"{name}_all").with_parallelism(1) if others else first).collect(name, parallelism=1)
     return flow
 
 

@@ -57,7 +57,8 @@ class _Rule:
 
 
 class DistrictFusion(Operator):
-    """Input 0: detections, input 1: weather readings, both keyed by district. Output:
+    """Input 0: detections, input 1: weather readings, both keyed by district (and inputs
+    2, 3, ... alternately more of each, such as pushed by devices). Output:
     incidents (schema ``INCIDENT``); ``late``: detections that came after their window."""
 
     def __init__(self, city: City) -> None:
@@ -157,6 +158,7 @@ class DistrictFusion(Operator):
 
     def process_batch(self, batch: pa.RecordBatch, input_index: int, out: Collector) -> None:
         self._out = out
+        input_index %= 2  # inputs beyond the first two (pushed by devices) alternate the same way
         self.join.process_batch(batch, input_index, self._join_out)
         if input_index == 1:
             self.dust.process_batch(batch, 0, self._dust_out)

@@ -147,6 +147,9 @@ class Dispatch:
     # working directory.
     log_dir: str = "var/incidents"
     subscriber_queue: int = 1000  # incidents a console may lag behind before it is disconnected
+    # Live runs also take detections (port) and readings (port + 1) pushed by edge devices
+    # (citystream.v1.IngestService); -1: no ingest; 0: any free ports.
+    ingest_port: int = -1
     tokens: tuple[ConsoleToken, ...] = ()
 
 

@@ -367,12 +367,14 @@ class Stream:
         return Stream(self.flow, node, MAIN)
 
     def union(self, *others: Stream, name: str | None = None) -> Stream:
-        """Merges streams of the same schema and event-time column into one."""
+        """Merges streams of the same schema and event-time column into one (or of no event
+        time, such as dead letters)."""
         from operators.basic import Union
 
         name = self.flow._unique_name("union", name)
+        event_time = self.node.event_time.get(self.output)
         for other in others:
-            if other.event_time != self.event_time:
+            if other.node.event_time.get(other.output) != event_time:
                 raise PlanError(
                     name, f"event-time columns differ: '{self.event_time}' and '{other.event_time}'", other.event_time
                 )
@@ -393,6 +395,7 @@ class Stream:
             {MAIN: self.schema},
             Union,
             stateless=True,
+            event_time={MAIN: event_time},
             others=list(others),
             parallelism=self.flow.default_parallelism,
         )
