@@ -121,8 +121,11 @@ def _run_on_ray(flow: Any, city: City, args: argparse.Namespace, console: Consol
 
     channels = ChannelOptions(credits=args.credits, batch_rows=args.batch_rows, linger_ms=args.linger_ms)
     with RayExecutor(args.address, channels=channels) as executor:
+        for stale in Path(city.dispatch.log_dir).glob("*.address"):  # from an earlier run
+            stale.unlink()
         job = executor.submit(flow)
         console.print(f"job [bold]{flow.name}[/bold]: {len(job.tasks)} actors in Ray namespace {job.namespace}")
+        _print_endpoints(console, city)
         view = LiveView(city)
         started = time.monotonic()
         show = not args.no_view and console.is_terminal
@@ -146,6 +149,20 @@ def _run_on_ray(flow: Any, city: City, args: argparse.Namespace, console: Consol
             except BaseException:
                 job.cancel()
                 raise
+
+
+def _print_endpoints(console: Console, city: City, wait_s: float = 15.0) -> None:
+    """The addresses the gateways (and ingest services) serve on, once they have started."""
+    log_dir = Path(city.dispatch.log_dir)
+    names = [g.id for g in city.gateways]
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and not all((log_dir / f"{n}.address").exists() for n in names):
+        time.sleep(0.2)
+    for name in names + ["ingest-detections", "ingest-readings"]:
+        path = log_dir / f"{name}.address"
+        if path.exists():
+            console.print(f"  {name}: {path.read_text()}", highlight=False)
+    console.print(f"  a console: citystream console --gateway {city.dispatch.host}:<port> --token <token>", highlight=False)
 
 
 def gateway_incidents(outputs: dict[str, list[Any]]) -> pa.Table:

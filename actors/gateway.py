@@ -75,6 +75,7 @@ class PoliceGateway(Sink):
             self._server.publish(stored)
 
     def close(self) -> None:
+        (Path(self.city.dispatch.log_dir) / f"{self.gateway}.address").unlink(missing_ok=True)
         if self._server is not None:
             self._server.stop()
             self._server = None
