@@ -32,7 +32,7 @@ def load_city_text():
 
 
 def test_replay_on_ray_raises_incidents_and_routes_them(capsys, ray_instance):
-    assert main(["run", "--mode", "replay", "--duration", "120", "--no-view", "--linger-ms", "2"]) == 0
+    assert main(["run", "--mode", "replay", "--duration", "100", "--seed", "7", "--no-view", "--linger-ms", "2"]) == 0
     out = capsys.readouterr().out
     assert "ray executor" in out
     total = int(out.split(" incidents: ")[0].split()[-1])
