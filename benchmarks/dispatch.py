@@ -4,11 +4,13 @@ incidents per second one gateway pushes to 10 consoles.
 Two parts:
 
 1. Latency, detection -> console, through the real city pipeline on Ray (live mode: the simulated
-   camera and weather feeds follow the wall clock). The flow is ``actors.city.city_flow``'s graph,
-   built here (copied) because ``city_flow(cameras=CameraFeed(...))`` runs the cameras as one
-   task, and ``CameraFeed`` refuses to open with fewer partitions than camera groups; building it
-   here keeps one camera actor per camera group (3) and one per station (4), as ``make run``
-   does, with higher incident rates than the default (``FEED_RATES``).
+   camera and weather feeds follow the wall clock): ``actors.city.city_flow(city, mode="live")``
+   itself (one camera actor per camera group, one per station, the two edge-ingest sources, idle
+   here), its camera feed with higher incident rates than the default (``FEED_RATES``, bound
+   into ``actors.simulation.CameraFeed`` while the graph is built: ``city_flow`` has no parameter
+   for them, and ``city_flow(cameras=CameraFeed(...))`` would run the cameras as one task, which
+   ``CameraFeed`` refuses to open). Gateways and ingest services on free ports, incident logs in
+   a temporary directory.
    ``simulation.detections_per_camera_per_s`` is set so that the 12 cameras together produce
    ~1,000 and then ~50,000 detections/s at the current hour (the simulation follows the Korean
    day: the rate is divided by the share of the daytime crowd out at this hour). Channels as
@@ -48,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -59,7 +62,6 @@ import resource
 import tempfile
 import time
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +86,7 @@ METRICS_EVERY_S = 5.0
 # Episodes per camera and hour of daytime (defaults: crowds 5, loiterers 3, intrusions 5, fires 2,
 # collisions 6): at the defaults a minute brings a handful of incidents. Loiterers stay 117-234 s,
 # so none is raised within a run of a minute or two whatever the rate.
-FEED_RATES = {
+FEED_RATES: dict[str, Any] = {
     "crowds_per_hour": 60.0,
     "loiterers_per_hour": 3.0,
     "intrusions_per_hour": 900.0,
@@ -250,46 +252,29 @@ def loadavg() -> list[float]:
 
 
 def live_flow(city: City) -> Dataflow:
-    """``actors.city.city_flow(city, mode="live")`` with the camera feed's incident rates of
-    ``FEED_RATES`` and one camera task per camera group (see the module's docstring)."""
-    from actors.city import detection_checks, reading_checks
-    from actors.district import DistrictFusion
-    from actors.gateway import PoliceGateway
-    from actors.schemas import INCIDENT
-    from actors.simulation import CameraFeed, WeatherFeed
-    from engine import Dataflow
-    from engine.operator import LATE
+    """``actors.city.city_flow(city, mode="live")`` itself, its simulated cameras with the incident
+    rates of ``FEED_RATES``: city_flow has no parameter for them, and passing
+    ``cameras=CameraFeed(...)`` would run the cameras as one task (which ``CameraFeed`` refuses),
+    so ``actors.simulation.CameraFeed`` is replaced, while the graph is built, by the same class
+    with those rates bound (the source is a plain ``CameraFeed``; Ray pickles it as usual)."""
+    from unittest import mock
 
-    cameras = CameraFeed(city, "live", None, None, **FEED_RATES)
-    stations = WeatherFeed(city, "live", None, None)
-    out_of_orderness = city.simulation.out_of_orderness_ms
-    flow = Dataflow("dispatch_latency", parallelism=len(city.districts), idle_timeout=timedelta(seconds=1))
-    detections = flow.source(
-        "cameras", cameras, "ts", out_of_orderness, validate=detection_checks(city, True), parallelism=len(city.camera_groups())
-    )
-    readings = flow.source(
-        "stations", stations, "ts", out_of_orderness, validate=reading_checks(city, True), parallelism=len(city.stations)
-    )
-    placement = {district: i for i, district in enumerate(city.district_ids())}
-    incidents = detections.key_by("district", placement=placement).process(
-        lambda: DistrictFusion(city),
-        INCIDENT,
-        "districts",
-        others=[readings.key_by("district", placement=placement)],
-        event_time="trigger_time",
-        side_outputs={LATE: (detections.schema, "ts")},
-    )
-    gateways = {gateway.id: i for i, gateway in enumerate(city.gateways)}
-    incidents.key_by("gateway", placement=gateways).sink_each(lambda: PoliceGateway(city, True), "gateways", len(gateways))
-    incidents.late().collect("late_detections", parallelism=1)
-    detections.dead_letter().collect("refused_detections", parallelism=1)
-    readings.dead_letter().collect("refused_readings", parallelism=1)
+    import actors.simulation as simulation
+    from actors.city import city_flow
+    from engine import build_plan
+
+    with mock.patch.object(simulation, "CameraFeed", functools.partial(simulation.CameraFeed, **FEED_RATES)):
+        flow = city_flow(city, mode="live", name="dispatch_latency")
+    cameras = [n.source for v in build_plan(flow).vertices for n in v.nodes if n.name == "cameras"]
+    if len(cameras) != 1 or any(getattr(cameras[0], k, None) != v for k, v in FEED_RATES.items()):
+        raise RuntimeError(f"the camera feed of city_flow did not get the rates {FEED_RATES}: {cameras}")
     return flow
 
 
 def city_for(target_per_s: float, log_dir: str) -> tuple[City, float, float]:
     """The default city with its detection rate set for ``target_per_s`` now, its incident logs
-    in ``log_dir`` and its gateways on free ports; also the activity and the per-camera rate."""
+    in ``log_dir``, its gateways and edge-ingest services on free ports; also the activity and
+    the per-camera rate."""
     from actors.simulation import _activity
     from actors.topology import load_city
 
@@ -299,7 +284,7 @@ def city_for(target_per_s: float, log_dir: str) -> tuple[City, float, float]:
     city = dataclasses.replace(
         city,
         simulation=dataclasses.replace(city.simulation, detections_per_camera_per_s=per_camera),
-        dispatch=dataclasses.replace(city.dispatch, log_dir=log_dir),
+        dispatch=dataclasses.replace(city.dispatch, log_dir=log_dir, ingest_port=0),
         gateways=tuple(dataclasses.replace(g, port=0) for g in city.gateways),
     )
     return city, activity, per_camera
@@ -678,9 +663,9 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             f"## 1. Latency through the live city on Ray (consoles on {lat['gateway']})",
             "",
-            "The city graph of `actors.city.city_flow` (3 camera actors, 4 station actors, 3 district actors, 3 gateway "
-            "actors), live, channels as `make run` (credits 8, 10,000 rows, linger 5 ms; each run's linger in brackets), "
-            "episodes per camera and hour: "
+            "The city graph of `actors.city.city_flow` (3 camera actors, 4 station actors, 2 edge-ingest actors, idle: no "
+            "device pushes; 3 district actors, 3 gateway actors), live, channels as `make run` (credits 8, 10,000 rows, "
+            "linger 5 ms; each run's linger in brackets), episodes per camera and hour: "
             f"{rates}. *Dispatch* = console receive - emit_time (district actor -> gateway actor -> log write + fsync -> "
             "gRPC -> console); *end to end* = console receive - ingest_time, which includes the wait for the rule's window "
             "to close (intrusion 60 s, crowd 30 s, road 30 s, fire 10 s tumbling windows) and for the watermark "
