@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from actors.district import DistrictFusion
 from actors.gateway import PoliceGateway
-from actors.schemas import DETECTION, INCIDENT, LABELS, TIME
+from actors.schemas import INCIDENT, LABELS, TIME
 from actors.topology import City
 from engine import Dataflow, Source, Stream
 from engine.expr import Expr, col, fn
@@ -156,11 +156,3 @@ def city_flow(
         first, *others = streams
         (first.union(*others, name=f"{name}_all").with_parallelism(1) if others else first).collect(name, parallelism=1)
     return flow
-
-
-def incidents_of(result_tables: list[pa.Table]) -> pa.Table:
-    """All incidents the gateways kept, in one table."""
-    return pa.concat_tables(result_tables) if result_tables else INCIDENT.empty_table()
-
-
-__all__ = ["DETECTION", "city_flow", "detection_checks", "incidents_of", "reading_checks"]

@@ -69,14 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "explain":
         print(build_plan(city_flow(city)).explain())
         return 0
-    if args.mode == "live" and args.executor == "inline" and args.duration is None:
-        console.print("[red]error:[/red] a live run on the inline executor needs --duration")
+    if args.mode == "live" and args.executor == "inline":
+        console.print("[red]error:[/red] a live run needs the Ray executor (the inline one runs to the end of its sources)")
         return 2
     flow = city_flow(city, mode=args.mode, duration_s=args.duration if args.mode == "replay" else None, seed=args.seed)
     started = time.monotonic()
     try:
         if args.executor == "inline":
-            result = _run_inline(flow, args)
+            result = InlineExecutor().run(flow)
         else:
             result = _run_on_ray(flow, city, args, console)
     except CitystreamError as exc:
@@ -107,12 +107,6 @@ def _console(args: argparse.Namespace) -> int:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
     return 0
-
-
-def _run_inline(flow: Any, args: argparse.Namespace) -> JobResult:
-    if args.mode == "replay":
-        return InlineExecutor().run(flow)
-    raise CitystreamError("a live run needs the Ray executor (the inline one runs to the end of its sources)")
 
 
 def _run_on_ray(flow: Any, city: City, args: argparse.Namespace, console: Console) -> JobResult:

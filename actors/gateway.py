@@ -68,7 +68,7 @@ class PoliceGateway(Sink):
         for district, kind, count in zip(*(grouped.column(i).to_pylist() for i in range(3)), strict=True):
             self.counts[(district, kind)] += count
         if self._log is not None and self._server is not None:
-            from actors.dispatch import incident_protos
+            from actors.dispatch import incident_protos  # loaded with the server in open()
 
             stored = self._log.append(incident_protos(batch))  # durable (fsync) before anyone sees it
             self.logged += len(stored)

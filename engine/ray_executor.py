@@ -519,40 +519,32 @@ class RayJob:
     def peek(self, timeout: float = 10.0) -> dict[str, list[Any]]:
         """What each sink holds now, per task, while the job runs (as ``JobResult.outputs``)."""
         outputs: dict[str, list[Any]] = {}
-        asked: dict[str, ray.ObjectRef] = {}
-        for member in self._members:
-            if member.name in self._outcomes:
-                results = self._outcomes[member.name].results
-            elif self.state == "running" and member.vertex.nodes[-1].is_sink:
-                asked[member.name] = member.actor.results.remote()
-                continue
-            else:
-                continue
+        sinks = [m for m in self._members if m.vertex.nodes[-1].is_sink]
+        for results in self._ask("results", sinks, timeout).values():
             for sink, value in results.items():
                 outputs.setdefault(sink, []).append(value)
-        for name, ref in asked.items():
-            try:
-                for sink, value in ray.get(ref, timeout=timeout).items():
-                    outputs.setdefault(sink, []).append(value)
-            except (ray.exceptions.RayError, TimeoutError) as exc:
-                logger.warning("no results from %s: %s", name, exc)
         return outputs
 
     def metrics(self, timeout: float = 10.0) -> dict[str, TaskMetrics]:
         """Each task's metrics now (or at its end), by task name."""
-        result: dict[str, TaskMetrics] = {}
-        asked: dict[ray.ObjectRef, _Member] = {}
-        for member in self._members:
+        return self._ask("metrics", self._members, timeout)
+
+    def _ask(self, what: Literal["results", "metrics"], members: list[_Member], timeout: float) -> dict[str, Any]:
+        """``what`` of each task by name: from its outcome if it ended, else asked of its actor
+        (a task that does not answer in time is left out, with a warning)."""
+        answers: dict[str, Any] = {}
+        asked: dict[str, ray.ObjectRef] = {}
+        for member in members:
             if member.name in self._outcomes:
-                result[member.name] = self._outcomes[member.name].metrics
+                answers[member.name] = getattr(self._outcomes[member.name], what)
             elif self.state == "running":
-                asked[member.actor.metrics.remote()] = member
-        for ref, member in asked.items():
+                asked[member.name] = getattr(member.actor, what).remote()
+        for name, ref in asked.items():
             try:
-                result[member.name] = ray.get(ref, timeout=timeout)
+                answers[name] = ray.get(ref, timeout=timeout)
             except (ray.exceptions.RayError, TimeoutError) as exc:
-                logger.warning("no metrics from %s: %s", member.name, exc)
-        return result
+                logger.warning("no %s from %s: %s", what, name, exc)
+        return {m.name: answers[m.name] for m in members if m.name in answers}
 
 
 def _actor_death(exc: BaseException) -> str:
