@@ -186,7 +186,9 @@ class Stream:
     ) -> Node:
         inputs = [self._input()] + [o._input() for o in others or []]
         if event_time is None:
-            event_time = {output: (self.event_time if output == MAIN else None) for output in outputs}
+            # A stream without event time (a changelog, a regular join's output) stays without.
+            own = self.node.event_time.get(self.output)
+            event_time = {output: (own if output == MAIN else None) for output in outputs}
         return self.flow._add(
             Node(
                 name=name or kind,
@@ -268,21 +270,22 @@ class Stream:
     def select(self, *columns: str, name: str | None = None, **computed: Expr) -> Stream:
         """Keeps the named columns, in order, and adds computed ones (``name=expression``).
 
-        The event-time column must stay.
+        The event-time column must stay (a stream without event time has none to keep).
         """
         from operators.basic import Project
 
         name = self.flow._unique_name("select", name)
         exprs: dict[str, Expr] = {c: col(c) for c in columns}
         exprs.update(computed)
-        if self.event_time not in exprs:
-            raise PlanError(name, "the event-time column must be kept", self.event_time)
+        time = self.node.event_time.get(self.output)
+        if time is not None and time not in exprs:
+            raise PlanError(name, "the event-time column must be kept", time)
         fields = []
         for out_name, expr in exprs.items():
             fields.append(pa.field(out_name, _expr_type(name, expr, self.schema, out_name)))
         schema = pa.schema(fields)
-        if schema.field(self.event_time).type != EVENT_TIME_TYPE:
-            raise PlanError(name, f"the event-time column must stay {EVENT_TIME_TYPE}", self.event_time)
+        if time is not None and schema.field(time).type != EVENT_TIME_TYPE:
+            raise PlanError(name, f"the event-time column must stay {EVENT_TIME_TYPE}", time)
         node = self._derive("select", name, {MAIN: schema}, lambda: Project(exprs, schema), stateless=True)
         return Stream(self.flow, node, MAIN)
 
@@ -325,16 +328,18 @@ class Stream:
         event_time: str | None = None,
         side_outputs: Mapping[str, tuple[pa.Schema, str | None]] | None = None,
         stateful: bool = True,
+        timeless: bool = False,
     ) -> Stream:
         """Runs a user-defined operator (``factory()`` makes one per task) on this stream and
         ``others`` (its inputs 1, 2, ...). ``schema`` is its main output, whose event time is
         ``event_time`` (default: this stream's); ``side_outputs`` maps a name to (schema, event
         time or None). After ``key_by`` on every input it runs keyed, in parallel; a stateful
-        operator without keys runs as one task.
+        operator without keys runs as one task. ``timeless``: the output has no event time (a
+        changelog, say); only stateless operators and sinks may follow it.
         """
         name = self.flow._unique_name("process", name)
-        main_time = event_time or self.event_time
-        if schema.get_field_index(main_time) < 0:
+        main_time = None if timeless else event_time or self.event_time
+        if main_time is not None and schema.get_field_index(main_time) < 0:
             raise PlanError(name, f"event-time column of the output does not exist; columns are {schema.names}", main_time)
         keyed = self.keys is not None and all(o.keys is not None for o in others)
         if any(o.keys is not None for o in others) and not keyed:
@@ -508,6 +513,188 @@ class Stream:
             stateless=False,
             others=[right],
             keyed=True,
+            event_time={MAIN: left_time, LATE: left_time, LATE_RIGHT: right_time},
+        )
+        return Stream(self.flow, node, MAIN)
+
+    def join(
+        self,
+        right: Stream,
+        condition: Expr | None = None,
+        ttl: Duration | None = None,
+        right_prefix: str = "right_",
+        name: str | None = None,
+    ) -> Stream:
+        """Regular (unbounded) inner equi-join on the keys, as Flink SQL's join of two
+        append-only streams: every pair of rows of the same key, whenever each came, emitted
+        once, when its second row arrives; ``condition`` (boolean, over the output columns)
+        filters the pairs.
+
+        Both sides must be ``key_by`` with keys of the same types. The output has the left
+        columns, then the right's but its keys (renamed with ``right_prefix`` on a clash). It
+        has no event time, as in Flink where a regular join loses its time attribute: a pair
+        comes out when its second row does, however old the first, so it may be far behind
+        the watermark (filter, select, sink or join it again; windows need an event time).
+
+        Every row is kept: without ``ttl`` the state grows without bound. With ``ttl`` (like
+        Flink's table.exec.state.ttl, but in event time), rows older than watermark - ttl are
+        forgotten and pair with nothing that comes after.
+
+        Example:
+            >>> import pyarrow as pa
+            >>> from engine import Dataflow, InlineExecutor
+            >>> flow = Dataflow("join")
+            >>> cameras = flow.from_table("cameras", pa.table({"ts": [1000, 2000], "d": ["songdo", "cheongna"]}), event_time="ts")
+            >>> alerts = flow.from_table("alerts", pa.table({"ts": [9000], "d": ["songdo"], "level": [3]}), event_time="ts")
+            >>> cameras.key_by("d").join(alerts.key_by("d")).collect("out")
+            'out'
+            >>> InlineExecutor().run(flow).table("out").select(["d", "level"]).to_pylist()
+            [{'d': 'songdo', 'level': 3}]
+        """
+        from operators.join.common import check_keys, join_schema, right_columns
+        from operators.join.regular import RegularJoin
+
+        name = self.flow._unique_name("join", name)
+        left_keys, right_keys = list(self.keys or ()), list(right.keys or ())
+        check_keys(name, self.schema, right.schema, left_keys, right_keys)
+        pairs = right_columns(name, self.schema, right.schema, right_keys, right_prefix)
+        schema = join_schema(self.schema, right.schema, pairs)
+        if condition is not None:
+            _check_boolean(name, condition, schema, "condition")
+        ttl_ms = None if ttl is None else to_millis(ttl, "ttl", allow_zero=False)
+        left_time = right_time = None
+        if ttl_ms is not None:
+            # Only a TTL reads the inputs' event time: a join's output (which has none) may be joined again.
+            left_time, right_time = self.node.event_time.get(self.output), right.node.event_time.get(right.output)
+            for side, stream, column in (("left", self, left_time), ("right", right, right_time)):
+                if column is None:
+                    raise PlanError(name, f"ttl expires rows by event time, but the {side} input '{stream.node.name}' has none")
+        left_schema, right_schema = self.schema, right.schema
+        node = self._derive(
+            "join",
+            name,
+            {MAIN: schema},
+            lambda: RegularJoin(
+                left_keys, right_keys, pairs, left_schema, right_schema, schema, condition, ttl_ms, left_time, right_time
+            ),
+            stateless=False,
+            others=[right],
+            keyed=True,
+            event_time={MAIN: None},
+        )
+        return Stream(self.flow, node, MAIN)
+
+    def window_join(
+        self,
+        right: Stream,
+        left_window: tuple[str, str] = ("window_start", "window_end"),
+        right_window: tuple[str, str] = ("window_start", "window_end"),
+        condition: Expr | None = None,
+        how: str = "inner",
+        right_prefix: str = "right_",
+        name: str | None = None,
+    ) -> Stream:
+        """Window join, as Flink SQL's: joins rows of the same window, given on each side by its
+        (start, end) columns, and of the same keys, when the watermark reaches the window's
+        end - 1 ms (when windows fire, so window aggregates of that window are in). Both sides
+        are typically window aggregates (or rows tagged with their window) of the same windows.
+
+        ``condition`` (boolean, over the output columns) filters the pairs; ``how`` is
+        ``"inner"``, ``"left"``, ``"right"`` or ``"full"``, outer sides padded with nulls (an
+        unmatched right row fills the left's key, window and event-time columns with its own).
+        ``key_by`` both sides (keys of the same types) for a keyed, parallel join, or neither
+        for a global one (one task). The output has the left columns, then the right's but its
+        keys and window start/end (renamed with ``right_prefix`` on a clash); its event time is
+        the left's. A row that comes after its window fired goes to ``late()`` (left) or
+        ``side_output("late_right")``.
+
+        Example:
+            >>> import pyarrow as pa
+            >>> from engine import Dataflow, InlineExecutor
+            >>> from operators import Tumbling, agg
+            >>> flow = Dataflow("window_join")
+            >>> cars = flow.from_table("cars", pa.table({"ts": [1000, 2000, 12000], "d": ["a", "a", "a"]}), event_time="ts")
+            >>> rain = flow.from_table("rain", pa.table({"ts": [3000], "d": ["a"], "mm": [2.5]}), event_time="ts")
+            >>> counts = cars.key_by("d").window(Tumbling(10_000), [agg("count", name="cars")])
+            >>> rainfall = rain.key_by("d").window(Tumbling(10_000), [agg("sum", "mm", name="rain")])
+            >>> counts.key_by("d").window_join(rainfall.key_by("d")).collect("out")
+            'out'
+            >>> InlineExecutor().run(flow).table("out").select(["d", "cars", "rain"]).to_pylist()
+            [{'d': 'a', 'cars': 2, 'rain': 2.5}]
+        """
+        from operators.join.common import check_keys, join_schema, right_columns
+        from operators.join.interval import LATE_RIGHT
+        from operators.join.window import WINDOW_JOIN_TYPES, WindowJoin
+
+        name = self.flow._unique_name("window_join", name)
+        if how not in WINDOW_JOIN_TYPES:
+            raise OptionError("how", how, " or ".join(repr(h) for h in WINDOW_JOIN_TYPES))
+        if (self.keys is None) != (right.keys is None):
+            side = "left" if self.keys is not None else "right"
+            raise PlanError(name, f"only the {side} side is key_by'd: key_by both sides (a keyed join) or neither (a global one)")
+        left_keys, right_keys = list(self.keys or ()), list(right.keys or ())
+        if left_keys:
+            check_keys(name, self.schema, right.schema, left_keys, right_keys)
+        for option, window in (("left_window", left_window), ("right_window", right_window)):
+            if not isinstance(window, tuple | list) or len(window) != 2 or not all(isinstance(c, str) for c in window):
+                raise OptionError(option, window, "a (start column, end column) pair")
+        for side, schema_of_side, window in (("left", self.schema, left_window), ("right", right.schema, right_window)):
+            for column in window:
+                if schema_of_side.get_field_index(column) < 0:
+                    raise PlanError(name, f"{side} window column does not exist; columns are {schema_of_side.names}", column)
+                if not pa.types.is_timestamp(schema_of_side.field(column).type):
+                    raise PlanError(
+                        name, f"{side} window column has type {schema_of_side.field(column).type}; it must be a timestamp", column
+                    )
+        for left_column, right_column in zip(left_window, right_window, strict=True):
+            left_type, right_type = self.schema.field(left_column).type, right.schema.field(right_column).type
+            if left_type != right_type:
+                raise PlanError(
+                    name,
+                    f"window columns differ: left '{left_column}' is {left_type}, right '{right_column}' is {right_type}",
+                    right_column,
+                )
+        left_time = self.event_time
+        right_time = right.node.event_time.get(right.output)
+        pairs = right_columns(name, self.schema, right.schema, right_keys + list(right_window), right_prefix)
+        schema = join_schema(self.schema, right.schema, pairs)
+        if condition is not None:
+            _check_boolean(name, condition, schema, "condition")
+        left_from_right = list(zip(left_keys, right_keys, strict=True)) + list(zip(left_window, right_window, strict=True))
+        if how in ("right", "full") and left_time not in dict(left_from_right):
+            # An unmatched right row needs an event time in the left's column: its own.
+            if right_time is None or right.schema.field(right_time).type != self.schema.field(left_time).type:
+                raise PlanError(
+                    name,
+                    f"a {how} join gives unmatched right rows their own event time in this left column; the right has "
+                    f"no event-time column of type {self.schema.field(left_time).type}",
+                    left_time,
+                )
+            left_from_right.append((left_time, right_time))
+        keyed = bool(left_keys)
+        left_schema, right_schema = self.schema, right.schema
+        windows = ((left_window[0], left_window[1]), (right_window[0], right_window[1]))
+        node = self._derive(
+            "window_join",
+            name,
+            {MAIN: schema, LATE: left_schema, LATE_RIGHT: right_schema},
+            lambda: WindowJoin(
+                how,
+                left_keys,
+                right_keys,
+                windows[0],
+                windows[1],
+                pairs,
+                left_from_right,
+                left_schema,
+                right_schema,
+                schema,
+                condition,
+            ),
+            stateless=False,
+            others=[right],
+            parallelism=None if keyed else 1,
+            keyed=keyed,
             event_time={MAIN: left_time, LATE: left_time, LATE_RIGHT: right_time},
         )
         return Stream(self.flow, node, MAIN)

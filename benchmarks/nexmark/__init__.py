@@ -1,0 +1,1 @@
+"""Nexmark benchmark: event generator, queries in our SQL, runner."""
