@@ -41,8 +41,20 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--batch-rows", type=int, default=10_000, help="rows per frame")
     run.add_argument("--linger-ms", type=float, default=5.0, help="longest wait of a frame that is not full")
     run.add_argument("--no-view", action="store_true", help="no live terminal view; print a summary at the end")
-    explain = commands.add_parser("explain", help="print the physical plan of the city job")
+    explain = commands.add_parser("explain", help="print the physical plan of the city job, or of a SQL file")
+    explain.add_argument("file", type=Path, nargs="?", default=None, help="a .sql file (default: the city job)")
     explain.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    sql = commands.add_parser("sql", help="run a SQL file against the city's streams (or data files), printing results")
+    sql.add_argument("file", type=Path, help="the .sql file")
+    sql.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="city topology (TOML) of the 'city' connector")
+    sql.add_argument("--executor", choices=["inline", "ray"], default="inline")
+    sql.add_argument("--mode", choices=["replay", "live"], default="replay", help="of the city's simulated feeds")
+    sql.add_argument("--duration", type=float, default=120.0, help="seconds of simulated time of a replay (default 120)")
+    sql.add_argument("--seed", type=int, default=None)
+    sql.add_argument("--parallelism", type=int, default=1)
+    sql.add_argument(
+        "--data", action="append", default=[], metavar="TABLE=FILE", help="read TABLE from FILE (csv, parquet, json, arrow)"
+    )
     console_cmd = commands.add_parser("console", help="a dispatch console: print a gateway's incidents as they come")
     console_cmd.add_argument("--gateway", required=True, help="host:port of a police gateway")
     console_cmd.add_argument("--token", required=True, help="the console's bearer token")
@@ -66,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
+    if args.command == "sql" or (args.command == "explain" and args.file is not None):
+        return _sql(args, city, console)
     if args.command == "explain":
         print(build_plan(city_flow(city)).explain())
         return 0
@@ -84,6 +98,40 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print_summary(console, city, result, time.monotonic() - started, args.executor)
     return 0
+
+
+def _sql(args: argparse.Namespace, city: City, console: Console) -> int:
+    from actors.city_sql import run_sql_file
+    from operators.sql import SqlError
+
+    files = {}
+    for item in getattr(args, "data", []):
+        table, sep, path = item.partition("=")
+        if not sep:
+            console.print(f"[red]error:[/red] --data takes TABLE=FILE, not '{item}'")
+            return 2
+        files[table] = Path(path)
+    try:
+        return run_sql_file(
+            args.file,
+            city,
+            executor=getattr(args, "executor", "inline"),
+            mode=getattr(args, "mode", "replay"),
+            duration_s=getattr(args, "duration", 120.0),
+            seed=getattr(args, "seed", None),
+            files=files,
+            parallelism=getattr(args, "parallelism", 1),
+            explain_only=args.command == "explain",
+        )
+    except FileNotFoundError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    except SqlError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except CitystreamError as exc:
+        console.print(f"[red]job failed:[/red] {exc}")
+        return 1
 
 
 def _console(args: argparse.Namespace) -> int:
@@ -184,9 +232,7 @@ def print_summary(console: Console, city: City, result: JobResult, elapsed: floa
 
 def metrics_table(result: JobResult) -> str:
     """One line per task: rows in and out, frames, time waiting for credits, latency."""
-    lines = [
-        f"\n{'task':<28} {'rows in':>10} {'rows out':>10} {'frames in/out':>14} {'backpressure':>12} {'hop p50/p99 ms':>15}"
-    ]
+    lines = [f"\n{'task':<28} {'rows in':>10} {'rows out':>10} {'frames in/out':>14} {'backpressure':>12} {'hop p50/p99 ms':>15}"]
     for name, m in result.metrics.items():
         latency = sorted(m.hop_latency_ms)
         hop = f"{latency[len(latency) // 2]:.2f}/{latency[int(len(latency) * 0.99)]:.2f}" if latency else "-"

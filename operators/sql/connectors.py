@@ -48,6 +48,7 @@ class SourceConnector:
     options: dict[str, str]
     required: tuple[str, ...] = ()
     parallel: bool = False  # whether it may read with several tasks
+    partitions: Callable[[TableDef], int] | None = None  # a fixed number of tasks (one per camera group...)
 
 
 _SINKS = {"collect": "keeps every row for the caller", "blackhole": "counts rows and drops them (benchmarks)"}
@@ -62,6 +63,8 @@ class Connectors:
     base_dir: Path = field(default_factory=Path.cwd)
     sources: dict[str, SourceConnector] = field(default_factory=dict)
     sinks: dict[str, str] = field(default_factory=lambda: dict(_SINKS))
+    files: dict[str, Path] = field(default_factory=dict)  # table name -> data file read instead of its connector
+    on_batch: Callable[[str], Callable[[pa.RecordBatch], None]] | None = None  # collect sinks call this instead
 
     def __post_init__(self) -> None:
         common = {"batch.size": "rows per batch (default 10000)"}
@@ -112,6 +115,16 @@ class Connectors:
 
     def source(self, src: SourceText, flow: Dataflow, table: TableDef, parallelism: int) -> Stream:
         connector = self.sources[table.connector]
+        if table.name.lower() in self.files:
+            connector = SourceConnector("file", _file, {})
+            table = TableDef(
+                table.name,
+                table.schema,
+                table.time,
+                table.out_of_orderness_ms,
+                {"path": str(self.files[table.name.lower()])},
+                table.node,
+            )
         try:
             source = connector.make(table, self)
         except SqlError:
@@ -124,12 +137,14 @@ class Connectors:
             source,
             table.time,
             table.out_of_orderness_ms,
-            parallelism=parallelism if connector.parallel else 1,
+            parallelism=connector.partitions(table) if connector.partitions else parallelism if connector.parallel else 1,
         )
 
     def attach_sink(self, connector: str, name: str, stream: Stream, declared: TableDef | None) -> None:
         if connector == "blackhole":
             stream.count(name)
+        elif self.on_batch is not None:
+            stream.sink(self.on_batch(name), name=name)
         else:
             stream.collect(name)
 

@@ -29,9 +29,9 @@ class _Parser(RisingWaveParser):
                     keys = self._parse_csv(self._parse_column)
                     self._match_r_paren()
                 else:
-                    keys = [self._parse_column()]
-                table.set("partition", exp.Tuple(expressions=keys))
-            args.append(table)
+                    keys = [self._parse_column()]  # type: ignore[list-item]
+                table.set("partition", exp.Tuple(expressions=keys))  # type: ignore[union-attr]
+            args.append(table)  # type: ignore[arg-type]
             if not self._match(TokenType.COMMA):
                 return self._window_call(name, args, token)
         args.extend(self._parse_csv(lambda: self._parse_lambda()))

@@ -70,7 +70,7 @@ def sql_key(node: exp.Expr) -> str:
     return node.sql(comments=False).lower()
 
 
-_COMPARISONS = {
+_COMPARISONS: dict[type, str] = {
     exp.EQ: "equal",
     exp.NEQ: "not_equal",
     exp.GT: "greater",
@@ -78,7 +78,7 @@ _COMPARISONS = {
     exp.LT: "less",
     exp.LTE: "less_equal",
 }
-_ARITHMETIC = {exp.Add: "add", exp.Sub: "subtract", exp.Mul: "multiply", exp.Div: "divide"}
+_ARITHMETIC: dict[type, str] = {exp.Add: "add", exp.Sub: "subtract", exp.Mul: "multiply", exp.Div: "divide"}
 _UNARY = {
     "ABS": "abs",
     "SQRT": "sqrt",
@@ -247,7 +247,7 @@ class ExpressionCompiler:
         data_type = self.type_of(expr, node)
         return expr if pa.types.is_string(data_type) else expr.cast(pa.string())
 
-    def _literal(self, node: exp.Literal) -> Expr:
+    def _literal(self, node: exp.Literal) -> Literal:
         if node.is_string:
             return lit(node.this)
         text = node.this
@@ -267,7 +267,7 @@ class ExpressionCompiler:
         if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal):
             return -self.constant(node.this)
         if isinstance(node, exp.Literal):
-            return self._literal(node).value
+            return self._literal(node).value  # type: ignore[attr-defined]
         if isinstance(node, exp.Boolean):
             return bool(node.this)
         raise self.src.error("this argument must be a constant", node)

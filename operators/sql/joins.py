@@ -277,10 +277,11 @@ def _regular(planner, left, right, node, equi, residual, name, prefix) -> Relati
     if residual:
         # After a regular join there is no event time; a residual condition is a plain filter.
         compiler = ExpressionCompiler(planner.src, joined.scope("ON"))
-        predicate = None
+        predicate: Expr | None = None
         for conjunct in residual:
             part = compiler.compile(conjunct)
             predicate = part if predicate is None else predicate & part
+        assert predicate is not None
         with planner._located(node):
             joined = replace(joined, stream=joined.stream.filter(predicate, name=planner._op_name("on")))
     return joined

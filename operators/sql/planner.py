@@ -173,7 +173,8 @@ class Planner:
         name = schema_node.this.name
         if name.lower() in self.tables or name.lower() in self.views:
             raise self.src.error(f"table or view '{name}' is already defined", schema_node.this)
-        fields, watermark = [], None
+        fields: list[pa.Field] = []
+        watermark = None
         for item in schema_node.expressions:
             if isinstance(item, exp.ColumnDef):
                 data_type = arrow_type(item.args["kind"]) if item.args.get("kind") is not None else None
@@ -281,7 +282,7 @@ class Planner:
 
     def _cast_to(self, relation: Relation, table: TableDef, node: exp.Expr) -> Relation:
         computed: dict[str, Expr] = {}
-        fields = []
+        fields: list[Field] = []
         for f, target in zip(relation.fields, table.schema, strict=True):
             actual = relation.schema.field(f.physical).type
             if actual != target.type and actual != pa.null():
@@ -307,7 +308,7 @@ class Planner:
             [f.physical for f in relation.fields],
             connector,
             relation.updating,
-            self.src.text[slice(*_statement_range(node))] if _statement_range(node) else "",
+            _statement_text(self.src.text, node),
         )
         with self._located(node):
             self.connectors.attach_sink(connector, name, relation.stream, declared)
@@ -613,7 +614,7 @@ class Planner:
         return Relation(stream, fields, window=window, updating=relation.updating)
 
     def _with_columns(self, relation: Relation, computed: dict[str, Expr], node: exp.Expr) -> Relation:
-        columns = {name: col(name) for name in relation.schema.names}
+        columns: dict[str, Expr] = {name: col(name) for name in relation.schema.names}
         columns.update(computed)
         with self._located(node):
             stream = relation.stream.select(name=self._op_name("cast"), **columns)
@@ -746,9 +747,9 @@ class Planner:
                     start, end = window_fields["window_start"].physical, window_fields["window_end"].physical
                     renamed = {"__ws": col(start), "__we": col(end)}
                     time_shift = col(end).cast(pa.int64()) - 1
-                    columns = {n: col(n) for n in pre_stream.schema.names if n not in (start, end)}
+                    columns: dict[str, Expr] = {n: col(n) for n in pre_stream.schema.names if n not in (start, end)}
                     columns.update(renamed)
-                    columns[time] = time_shift.cast(EVENT_TIME_TYPE)  # type: ignore[index]
+                    columns[time or ""] = time_shift.cast(EVENT_TIME_TYPE)
                     pre_stream = pre_stream.select(name=self._op_name("window_of_rows"), **columns)
                     from operators.window import Tumbling
 
@@ -824,9 +825,14 @@ class Planner:
                 fields.append(Field(original.name, physical, original.qualifier, schema.field(physical).type))
             computed[sql_key(key_node)] = physical
         for column, physical in window_out.items():
-            original = next((f for f in relation.fields if f.name.lower() == column), None)
+            twin_field = next((f for f in relation.fields if f.name.lower() == column), None)
             fields.append(
-                Field(original.name if original else column, physical, original.qualifier if original else None, EVENT_TIME_TYPE)
+                Field(
+                    twin_field.name if twin_field else column,
+                    physical,
+                    twin_field.qualifier if twin_field else None,
+                    EVENT_TIME_TYPE,
+                )
             )
         if group_window is not None:
             kind = group_window.name.upper()
@@ -884,10 +890,9 @@ class _Located:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: Any, error: Any, traceback: Any) -> bool:
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
         if isinstance(error, (PlanError, OptionError)):
             raise self.src.error(str(error), self.node) from None
-        return False
 
 
 def _conjuncts(node: exp.Expr) -> list[exp.Expr]:
@@ -933,11 +938,11 @@ def _castable(source: pa.DataType, target: pa.DataType) -> bool:
     return source == target
 
 
-def _statement_range(node: exp.Expr) -> tuple[int, int] | None:
+def _statement_text(text: str, node: exp.Expr) -> str:
     from operators.sql.errors import span
 
     where = span(node)
-    return (where[0], where[1] + 1) if where else None
+    return text[where[0] : where[1] + 1] if where else ""
 
 
 __all__ = ["Planner", "Relation", "SqlOutput", "CompileOptions", "WindowSpec", "duration_scalar"]
