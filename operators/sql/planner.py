@@ -27,8 +27,16 @@ from operators.sql.expressions import ExpressionCompiler, Field, Scope, sql_key
 from operators.sql.types import SUPPORTED_TYPES, arrow_type, duration_scalar, interval_ms
 from operators.window.aggregates import Agg
 
-_AGGREGATES = {exp.Count: "count", exp.Sum: "sum", exp.Min: "min", exp.Max: "max", exp.Avg: "mean"}
-SUPPORTED_AGGREGATES = "COUNT(*), COUNT(x), COUNT(DISTINCT x), SUM, MIN, MAX, AVG"
+_AGGREGATES: dict[type, str] = {
+    exp.Count: "count",
+    exp.Sum: "sum",
+    exp.Min: "min",
+    exp.Max: "max",
+    exp.Avg: "mean",
+    exp.FirstValue: "first",
+    exp.LastValue: "last",
+}
+SUPPORTED_AGGREGATES = "COUNT(*), COUNT(x), COUNT(DISTINCT x), SUM, MIN, MAX, AVG, FIRST_VALUE, LAST_VALUE (by event time)"
 _WINDOW_KINDS = ("TUMBLE", "HOP", "SESSION")
 SUPPORTED_STATEMENTS = "CREATE TABLE, CREATE VIEW, INSERT INTO ... SELECT, SELECT, SET 'key' = 'value'"
 
