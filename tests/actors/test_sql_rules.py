@@ -14,7 +14,7 @@ from engine import InlineExecutor
 from operators.sql import compile_sql_file
 
 RULES = Path(DEFAULT_CONFIG).parent / "rules"
-DURATION_S, SEED = 900.0, 7
+DURATION_S, SEED = 600.0, 7
 
 
 @pytest.fixture(scope="module")
