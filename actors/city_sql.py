@@ -108,9 +108,9 @@ class _Declared(Source):
 class RowPrinter:
     """Prints each output's rows as they arrive, one line per row (the CLI's view)."""
 
-    def __init__(self, job: Callable[[], SqlJob | None], out: TextIO = sys.stdout) -> None:
+    def __init__(self, job: Callable[[], SqlJob | None], out: TextIO | None = None) -> None:
         self.job = job
-        self.out = out
+        self.out = out or sys.stdout
         self.rows: dict[str, int] = {}
         self.headers: set[str] = set()
 
@@ -154,9 +154,10 @@ def run_sql_file(
     files: dict[str, Path] | None = None,
     parallelism: int = 1,
     explain_only: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
     """What ``citystream sql`` and ``citystream explain FILE.sql`` do; returns the exit code."""
+    out = out or sys.stdout
     from operators.sql import compile_sql_file
 
     compiled: dict[str, SqlJob] = {}
