@@ -487,7 +487,12 @@ def make_incidents(count: int, offset: int) -> list[dispatch_pb2.Incident]:
             evidence=f"person track {i} in restricted zone lake-shore of songdo-central-park: 42 detections, "
             "confidence up to 0.93",
             weather=dispatch_pb2.Weather(
-                temperature=14.2, humidity=61.0, wind_speed=3.4, wind_direction=250.0, pm10=48.0, precipitation=0.0,
+                temperature=14.2,
+                humidity=61.0,
+                wind_speed=3.4,
+                wind_direction=250.0,
+                pm10=48.0,
+                precipitation=0.0,
                 visibility=16000.0,
             ),
         )

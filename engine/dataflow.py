@@ -272,11 +272,17 @@ class Stream:
 
         The event-time column must stay (a stream without event time has none to keep).
         """
+        exprs: dict[str, Expr] = {c: col(c) for c in columns}
+        exprs.update(computed)
+        return self.project(exprs, name)
+
+    def project(self, exprs: Mapping[str, Expr], name: str | None = None) -> Stream:
+        """``select`` with the output columns as a mapping (name -> expression), for names
+        that cannot be keyword arguments (``name`` itself, ``EXPR$0``)."""
         from operators.basic import Project
 
         name = self.flow._unique_name("select", name)
-        exprs: dict[str, Expr] = {c: col(c) for c in columns}
-        exprs.update(computed)
+        exprs = dict(exprs)
         time = self.node.event_time.get(self.output)
         if time is not None and time not in exprs:
             raise PlanError(name, "the event-time column must be kept", time)

@@ -361,8 +361,8 @@ class Planner:
             left_cols[left_time] = col(left_time)
         order = list(left_cols)
         with self._located(node):
-            left_stream = left.stream.select(name=self._op_name("union_left"), **{k: left_cols[k] for k in order})
-            right_stream = right.stream.select(name=self._op_name("union_right"), **{k: computed[k] for k in order})
+            left_stream = left.stream.project({k: left_cols[k] for k in order}, self._op_name("union_left"))
+            right_stream = right.stream.project({k: computed[k] for k in order}, self._op_name("union_right"))
             stream = left_stream.union(right_stream, name=self._op_name("union"))
         return Relation(stream, [replace(f, qualifier=None) for f in left.fields])
 
@@ -617,7 +617,7 @@ class Planner:
             for key in [*relation.updating, "__op"]:
                 computed.setdefault(key, col(key))
         with self._located(items[0] if items else None):
-            stream = relation.stream.select(name=self._op_name("select"), **computed)
+            stream = relation.stream.project(computed, self._op_name("select"))
         window = (window_start, window_end) if window_start and window_end else None
         return Relation(stream, fields, window=window, updating=relation.updating)
 
@@ -625,7 +625,7 @@ class Planner:
         columns: dict[str, Expr] = {name: col(name) for name in relation.schema.names}
         columns.update(computed)
         with self._located(node):
-            stream = relation.stream.select(name=self._op_name("cast"), **columns)
+            stream = relation.stream.project(columns, self._op_name("cast"))
         return replace(relation, stream=stream)
 
     # ---- GROUP BY -----------------------------------------------------------------------
@@ -744,7 +744,7 @@ class Planner:
         pre_stream = relation.stream
         if len(pre) > len(relation.schema.names):
             with self._located(node):
-                pre_stream = pre_stream.select(name=self._op_name("group_keys"), **pre)
+                pre_stream = pre_stream.project(pre, self._op_name("group_keys"))
         window_out: dict[str, str] = {}
         with self._located(group or node):
             if spec is not None or column_window:
@@ -758,7 +758,7 @@ class Planner:
                     columns: dict[str, Expr] = {n: col(n) for n in pre_stream.schema.names if n not in (start, end)}
                     columns.update(renamed)
                     columns[time or ""] = time_shift.cast(EVENT_TIME_TYPE)
-                    pre_stream = pre_stream.select(name=self._op_name("window_of_rows"), **columns)
+                    pre_stream = pre_stream.project(columns, self._op_name("window_of_rows"))
                     from operators.window import Tumbling
 
                     engine_spec: Any = Tumbling(1)
@@ -798,7 +798,7 @@ class Planner:
                 having = None  # applied inside the operator (a key that stops passing is deleted)
         post_schema = stream.schema
         key_fields = [post_schema.field(k) for k in key_physical if not k.startswith("__w")]
-        scope = self._post_scope(relation, keys, key_fields, agg_columns, post_schema, window_out, group_window)
+        scope = self._post_scope(relation, keys, key_fields, agg_columns, post_schema, window_out, group_window, window_fields)
         post = Relation(stream, scope.fields, updating=updating)
         if window_out.get("window_start") and window_out.get("window_end"):
             post.window = (window_out["window_start"], window_out["window_end"])
@@ -822,6 +822,7 @@ class Planner:
         schema: pa.Schema,
         window_out: dict[str, str],
         group_window: exp.Anonymous | None,
+        window_fields: dict[str, Field] | None = None,
     ) -> Scope:
         """What SELECT and HAVING may name after a GROUP BY: the keys (by their column names or
         their expressions), the window's columns, and the aggregates (by their text)."""
@@ -833,7 +834,9 @@ class Planner:
                 fields.append(Field(original.name, physical, original.qualifier, schema.field(physical).type))
             computed[sql_key(key_node)] = physical
         for column, physical in window_out.items():
-            twin_field = next((f for f in relation.fields if f.name.lower() == column), None)
+            # A window column keeps its SQL name (and qualifier) when the rows carried it under
+            # another (Nexmark q5: window_start AS starttime, grouped as CountBids.starttime).
+            twin_field = (window_fields or {}).get(column) or next((f for f in relation.fields if f.name.lower() == column), None)
             fields.append(
                 Field(
                     twin_field.name if twin_field else column,
