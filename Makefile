@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.engine_throughput
 	$(PY) -m benchmarks.ray_executor
 	$(PY) -m benchmarks.ray_compiled_graphs
+	$(PY) -m benchmarks.nexmark.run
 
 # The Python stubs of the gRPC contracts (committed; tests/protos/test_stubs.py fails if stale).
 PROTOS := $(wildcard protos/citystream/v1/*.proto)
