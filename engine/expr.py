@@ -173,7 +173,7 @@ class Call(Expr):
         values = [arg.evaluate(batch) for arg in self.args]
         if self.function == "cast":
             assert self.options is not None
-            return pc.cast(values[0], self.options["target_type"])
+            return pc.cast(values[0], self.options["target_type"], safe=self.options.get("safe", True))
         if self.options:
             return pc.call_function(self.function, values, _options(self.function, self.options))
         return pc.call_function(self.function, values)
@@ -211,8 +211,10 @@ def _options(function: str, options: dict[str, Any]) -> pc.FunctionOptions:
         "is_in": pc.SetLookupOptions,
         "strftime": pc.StrftimeOptions,
         "round": pc.RoundOptions,
+        "utf8_lpad": pc.PadOptions,
         "utf8_slice_codeunits": pc.SliceOptions,
         "match_substring": pc.MatchSubstringOptions,
+        "match_like": pc.MatchSubstringOptions,
         "match_substring_regex": pc.MatchSubstringOptions,
         "starts_with": pc.MatchSubstringOptions,
         "ends_with": pc.MatchSubstringOptions,

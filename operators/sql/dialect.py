@@ -19,7 +19,7 @@ class _Parser(RisingWaveParser):
         """TUMBLE(TABLE t [PARTITION BY k | (k1, k2)], DESCRIPTOR(ts), size) in a FROM clause, or
         TUMBLE(ts, size) in a GROUP BY (the group-window form): the arguments as they come,
         the table argument as an ``exp.Table`` (partition columns in its ``partition`` arg)."""
-        token = self._prev
+        token = self._tokens[self._index - 2]  # the function's name (the parser is past its "(")
         args: list[exp.Expr] = []
         if self._match(TokenType.TABLE):
             table = self._parse_table_parts()

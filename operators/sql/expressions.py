@@ -129,7 +129,7 @@ SUPPORTED_FUNCTIONS = (
     "time: EXTRACT(unit FROM ts), YEAR, MONTH, DAY, HOUR, MINUTE, SECOND, DATE_FORMAT, FLOOR(ts TO unit), CEIL(ts TO unit), "
     "ts +/- INTERVAL"
 )
-_JAVA_TIME_PATTERN = [("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"), ("mm", "%M"), ("ss", "%S"), ("SSS", "%f")]
+_JAVA_TIME_PATTERN = [("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"), ("mm", "%M"), ("ss", "%S")]
 _TEMPORAL_UNITS = {"SECOND": "second", "MINUTE": "minute", "HOUR": "hour", "DAY": "day", "MILLISECOND": "millisecond"}
 
 
@@ -195,7 +195,7 @@ class ExpressionCompiler:
             left, right = self._compile(node.this), self._compile(node.expression)
             return self._checked(node, Call(_COMPARISONS[type(node)], (left, right)))
         if isinstance(node, exp.Mod):
-            return self._checked(node, call("modulo", self._compile(node.this), self._compile(node.expression)))
+            return self._checked(node, self._mod(node, self._compile(node.this), self._compile(node.expression)))
         if isinstance(node, tuple(_ARITHMETIC)):
             left, right = self._compile(node.this), self._compile(node.expression)
             return self._checked(node, Call(_ARITHMETIC[type(node)], (left, right)))
@@ -321,6 +321,10 @@ class ExpressionCompiler:
         if isinstance(node.this, exp.Literal) and node.this.is_string and target == EVENT_TIME_TYPE:
             return Literal(pa.scalar(_parse_timestamp(self.src, node.this), EVENT_TIME_TYPE))
         value = self._compile(node.this)
+        source = self.type_of(value, node.this)
+        if pa.types.is_floating(source) and pa.types.is_integer(target):
+            # SQL truncates toward zero (Flink, Java); Arrow's safe cast would refuse 63.2.
+            return self._checked(node, Call("cast", (call("trunc", value),), {"target_type": target, "safe": False}))
         return self._checked(node, value.cast(target))
 
     def _function(self, node: exp.Expr) -> Expr:
@@ -349,7 +353,8 @@ class ExpressionCompiler:
             return self._checked(node, Call("utf8_slice_codeunits", (value,), options))
         if isinstance(node, exp.Round):
             digits = int(self.constant(node.args["decimals"])) if node.args.get("decimals") else 0
-            return self._checked(node, Call("round", (self._compile(node.this),), {"ndigits": digits}))
+            options = {"ndigits": digits, "round_mode": "half_towards_infinity"}  # Flink: HALF_UP
+            return self._checked(node, Call("round", (self._compile(node.this),), options))
         if isinstance(node, (exp.Floor, exp.Ceil)):
             return self._floor_ceil(node)
         if isinstance(node, exp.Pow):
@@ -365,7 +370,9 @@ class ExpressionCompiler:
         if isinstance(node, (exp.Greatest, exp.Least)):
             function = "max_element_wise" if isinstance(node, exp.Greatest) else "min_element_wise"
             return self._checked(node, Call(function, tuple(self._compile(a) for a in args)))
-        if name == "REPLACE" or isinstance(node, exp.Replace if hasattr(exp, "Replace") else ()):
+        if isinstance(node, exp.Replace) or name == "REPLACE":
+            if isinstance(node, exp.Replace):
+                args = [node.this, node.expression, node.args.get("replacement") or exp.Literal.string("")]
             value = self._as_string(self._compile(args[0]), args[0])
             options = {"pattern": self.constant(args[1]), "replacement": self.constant(args[2])}
             return self._checked(node, Call("replace_substring", (value,), options))
@@ -375,7 +382,7 @@ class ExpressionCompiler:
         if name in ("DATE_FORMAT", "TIMETOSTR", "TIME_TO_STR"):
             return self._date_format(node, args)
         if name == "MOD":
-            return self._checked(node, call("modulo", self._compile(args[0]), self._compile(args[1])))
+            return self._checked(node, self._mod(node, self._compile(args[0]), self._compile(args[1])))
         if name in ("POWER", "POW"):
             return self._checked(node, call("power", self._compile(args[0]), self._compile(args[1])))
         if name in ("IF", "IIF") and len(args) == 3:
@@ -393,6 +400,12 @@ class ExpressionCompiler:
             )
         raise self.src.error(f"function {name} is not supported", node, f"supported: {SUPPORTED_FUNCTIONS}")
 
+    def _mod(self, node: exp.Expr, a: Expr, b: Expr) -> Expr:
+        """SQL's MOD: the sign of the dividend (Arrow's modulo takes the divisor's)."""
+        if all(pa.types.is_integer(self.type_of(x, node)) for x in (a, b)):
+            return call("subtract", a, call("multiply", call("divide", a, b), b))
+        return call("subtract", a, call("multiply", call("trunc", call("divide", a, b)), b))
+
     def _floor_ceil(self, node: exp.Floor | exp.Ceil) -> Expr:
         value = self._compile(node.this)
         unit = node.args.get("to")
@@ -408,10 +421,24 @@ class ExpressionCompiler:
         pattern = self.constant(args[1]) if len(args) > 1 else "yyyy-MM-dd HH:mm:ss"
         if not isinstance(pattern, str):
             raise self.src.error("DATE_FORMAT takes a format string", node)
-        for java, c in _JAVA_TIME_PATTERN:
-            pattern = pattern.replace(java, c)
         value = self._compile(args[0])
-        return self._checked(node, Call("strftime", (value,), {"format": pattern, "locale": "C"}))
+        # Whole seconds for %S (Arrow prints a ms timestamp's fraction there); SSS is the
+        # milliseconds, zero-padded, joined between the formatted pieces.
+        seconds = Call("cast", (Call("floor_temporal", (value,), {"unit": "second"}),), {"target_type": pa.timestamp("s", "UTC")})
+        millis = Call("utf8_lpad", (call("millisecond", value).cast(pa.string()),), {"width": 3, "padding": "0"})
+        parts: list[Expr] = []
+        for i, piece in enumerate(pattern.split("SSS")):
+            if i:
+                parts.append(millis)
+            for java, c in _JAVA_TIME_PATTERN:
+                piece = piece.replace(java, c)
+            if piece:
+                parts.append(Call("strftime", (seconds,), {"format": piece, "locale": "C"}))
+        if not parts:
+            return self._checked(node, lit(""))
+        if len(parts) == 1:
+            return self._checked(node, parts[0])
+        return self._checked(node, Call("binary_join_element_wise", (*parts, lit(""))))
 
 
 def _parse_timestamp(src: SourceText, node: exp.Literal) -> datetime:

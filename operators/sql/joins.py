@@ -76,12 +76,14 @@ def plan_join(planner: Planner, left: Relation, node: exp.Join, where: list[exp.
     from operators.sql.planner import _conjuncts
 
     conjuncts = _conjuncts(on)
+    remaining_where: list[exp.Expr] = []
     offered = where if side in ("", "INNER") else []
+    if not offered:
+        remaining_where = list(where)  # after an outer join, WHERE filters the joined rows
     equi: list[tuple[Field, Field, exp.Expr]] = []
     bounds = _Bounds()
     bound_nodes: list[exp.Expr] = []
     residual: list[exp.Expr] = []
-    remaining_where: list[exp.Expr] = []
     for conjunct, from_where in [(c, False) for c in conjuncts] + [(c, True) for c in offered]:
         pair = _equality(planner, left, right, conjunct)
         if pair is not None and not from_where:

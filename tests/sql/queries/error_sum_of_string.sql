@@ -1,0 +1,15 @@
+-- error: SUM of a string value is not defined
+-- at: label
+
+CREATE TABLE detections (
+    ts TIMESTAMP(3),
+    camera STRING,
+    district STRING,
+    track_id BIGINT,
+    label STRING,
+    confidence DOUBLE,
+    zone_kind STRING,
+    WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH ('connector' = 'file', 'path' = '../data/detections.csv', 'format' = 'csv', 'batch.size' = '16');
+
+SELECT district, SUM(label) AS total FROM detections GROUP BY district;

@@ -1,0 +1,17 @@
+-- error: function FOOBAR is not supported
+-- error: supported: arithmetic
+-- error: string: UPPER, LOWER
+-- at: FOOBAR(camera)
+
+CREATE TABLE detections (
+    ts TIMESTAMP(3),
+    camera STRING,
+    district STRING,
+    track_id BIGINT,
+    label STRING,
+    confidence DOUBLE,
+    zone_kind STRING,
+    WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH ('connector' = 'file', 'path' = '../data/detections.csv', 'format' = 'csv', 'batch.size' = '16');
+
+SELECT ts, FOOBAR(camera) AS x FROM detections;
