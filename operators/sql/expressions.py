@@ -290,7 +290,10 @@ class ExpressionCompiler:
             raise self.src.error("a LIKE pattern must be a string", node.expression)
         value = self._as_string(self._compile(node.this), node.this)
         options = {"pattern": pattern, "ignore_case": isinstance(node, exp.ILike)}
-        return self._checked(node, Call("match_like", (value,), options))
+        matched: Expr = Call("match_like", (value,), options)
+        if node.args.get("negate"):  # x NOT LIKE p (sqlglot keeps the NOT on the node)
+            matched = call("invert", matched)
+        return self._checked(node, matched)
 
     def _case(self, node: exp.Case) -> Expr:
         operand = node.this

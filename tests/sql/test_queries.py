@@ -38,8 +38,6 @@ REL_TOL = 1e-9
 # Queries the compiler gets wrong today: query stem -> the symptom (strict xfail, so that a fix
 # shows up as XPASS and the entry gets removed).
 KNOWN_FAILURES: dict[str, str] = {
-    "like_patterns": "LIKE compiles now, but the rows kept differ from DuckDB's (33 rows only in ours, 42 only in DuckDB's, "
-    "e.g. cam-so-03 rows kept by ours only): not yet investigated",
     "window_join_left_right_key": "LEFT window join: the right key of an unmatched row is the left row's key "
     "(d.district = 'cheongna') instead of NULL",
     "error_select_distinct": "the error points at column 17, the select list ('camera, district FROM detections'), "
