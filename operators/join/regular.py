@@ -3,6 +3,7 @@ pair is emitted once, when its second row arrives (state kept forever, or for a 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,14 +13,10 @@ import pyarrow.compute as pc
 from engine.errors import OptionError
 from engine.expr import Expr
 from engine.operator import Collector, Operator
+from engine.partitioning import hash_keys
 from engine.timeutil import MIN_WATERMARK, clamp, time_values
 
 REGULAR_JOIN_TYPES = ("inner",)
-
-# A side's pending tables are merged into one when there are more than this many, and into
-# the side's main table once they hold a quarter of its rows (and at least _MERGE_ROWS).
-_MAX_PENDING = 16
-_MERGE_ROWS = 4096
 
 
 def equi_pairs(left: pa.Table, right: pa.Table, left_keys: list[str], right_keys: list[str]) -> tuple[pa.Array, pa.Array]:
@@ -66,82 +63,122 @@ def residual_mask(condition: Expr, batch: pa.RecordBatch) -> pa.Array:
     return pc.fill_null(result, False)
 
 
-class _SideBuffer:
-    """The rows of one side: a main table plus a few small pending ones, merged on size.
+@dataclass
+class _Run:
+    """Buffered rows of one side, indexed by key: the rows' key hashes sorted (``hashes``) and
+    where each is in the table (``order``), so a probe is a binary search, not a scan."""
 
-    With a TTL, the main table is kept sorted by event time, so that expiring rows is a
-    binary search and a slice; each pending table carries its oldest time.
+    table: pa.Table
+    row_hashes: np.ndarray  # per row, in table order
+    hashes: np.ndarray  # sorted
+    order: np.ndarray  # table row of each sorted hash
+    oldest: int  # earliest event time (MIN_WATERMARK when times are not tracked)
+
+    @staticmethod
+    def of(table: pa.Table, row_hashes: np.ndarray, oldest: int) -> _Run:
+        order = np.argsort(row_hashes, kind="stable")
+        return _Run(table, row_hashes, row_hashes[order], order, oldest)
+
+
+class _SideBuffer:
+    """The rows of one side, in runs indexed by the hash of their keys (a log-structured
+    merge: a new batch is a run; runs of similar size merge, so there are O(log n) of them).
+
+    Probing a batch costs O(batch x log(buffer)) per run instead of a scan of the buffer, so
+    a join whose state grows (Nexmark q3) stays linear overall. Rows with a null key are not
+    kept: they match nothing. With a TTL each run knows its oldest time; expiring rewrites
+    only the runs that hold expired rows.
     """
 
-    def __init__(self, schema: pa.Schema, time_column: str | None) -> None:
+    def __init__(self, schema: pa.Schema, keys: list[str], time_column: str | None) -> None:
         self.schema = schema
+        self.keys = keys
         self.time_column = time_column  # None: no TTL, times are not tracked
-        self.main = schema.empty_table()
-        self.main_times = np.empty(0, dtype=np.int64)
-        self.pending: list[tuple[pa.Table, int]] = []
-        self.pending_rows = 0
+        self.runs: list[_Run] = []
 
     @property
     def num_rows(self) -> int:
-        return self.main.num_rows + self.pending_rows
+        return sum(run.table.num_rows for run in self.runs)
 
     def table(self) -> pa.Table:
-        """Every buffered row, as one table (zero-copy: the chunks are only listed together)."""
-        if not self.pending:
-            return self.main
-        return pa.concat_tables([self.main] + [t for t, _ in self.pending])
+        """Every buffered row, as one table."""
+        return pa.concat_tables([run.table for run in self.runs]) if self.runs else self.schema.empty_table()
 
-    def add(self, table: pa.Table) -> None:
-        oldest = self._oldest_of(table)
-        self.pending.append((table, oldest))
-        self.pending_rows += table.num_rows
-        if self.pending_rows >= max(_MERGE_ROWS, self.main.num_rows // 4):
-            self._merge()
-        elif len(self.pending) > _MAX_PENDING:
-            merged = pa.concat_tables([t for t, _ in self.pending]).combine_chunks()
-            self.pending = [(merged, min(m for _, m in self.pending))]
+    def add(self, table: pa.Table, row_hashes: np.ndarray) -> None:
+        self.runs.append(_Run.of(table, row_hashes, self._oldest_of(table)))
+        while len(self.runs) > 1 and self.runs[-1].table.num_rows * 2 >= self.runs[-2].table.num_rows:
+            newer, older = self.runs.pop(), self.runs.pop()
+            # Zero-copy: the chunks are only listed together (copying wide rows, as Nexmark's
+            # persons and auctions, at every merge cost more than the whole probe).
+            merged = pa.concat_tables([older.table, newer.table])
+            hashes = np.concatenate([older.row_hashes, newer.row_hashes])
+            self.runs.append(_Run.of(merged, hashes, min(older.oldest, newer.oldest)))
+
+    def probe(self, row_hashes: np.ndarray) -> list[tuple[_Run, np.ndarray, np.ndarray]]:
+        """For each run, (run, probe rows, run rows) of the pairs whose key hashes are equal."""
+        found = []
+        for run in self.runs:
+            low = np.searchsorted(run.hashes, row_hashes, side="left")
+            high = np.searchsorted(run.hashes, row_hashes, side="right")
+            counts = high - low
+            total = int(counts.sum())
+            if total == 0:
+                continue
+            probe_rows = np.repeat(np.arange(len(row_hashes), dtype=np.int64), counts)
+            starts = np.repeat(low - (np.cumsum(counts) - counts), counts)
+            found.append((run, probe_rows, run.order[np.arange(total, dtype=np.int64) + starts]))
+        return found
 
     def expire(self, limit: int) -> None:
         """Drops the rows whose event time is before ``limit``."""
         assert self.time_column is not None
-        if self.main_times.size and self.main_times[0] < limit:
-            cut = int(np.searchsorted(self.main_times, limit, side="left"))
-            self.main, self.main_times = self.main.slice(cut), self.main_times[cut:]
-            # A slice keeps the dropped rows' memory alive: copy once most of the table is gone.
-            if cut > self.main.num_rows:
-                self.main = self.main.take(pa.array(np.arange(self.main.num_rows, dtype=np.int64)))
-                self.main_times = self.main_times.copy()
-        if any(oldest < limit for _, oldest in self.pending):
-            kept = []
-            for table, oldest in self.pending:
-                if oldest < limit:
-                    table = table.filter(pc.greater_equal(time_values(table.column(self.time_column)), limit))
-                    oldest = self._oldest_of(table)
-                if table.num_rows:
-                    kept.append((table, oldest))
-            self.pending = kept
-            self.pending_rows = sum(t.num_rows for t, _ in kept)
+        kept = []
+        for run in self.runs:
+            if run.oldest < limit:
+                alive = pc.greater_equal(time_values(run.table.column(self.time_column)), limit)
+                mask = alive.to_numpy(zero_copy_only=False)
+                table = run.table.filter(alive)
+                if table.num_rows == 0:
+                    continue
+                run = _Run.of(table, run.row_hashes[mask], self._oldest_of(table))
+            kept.append(run)
+        self.runs = kept
 
     def replace(self, table: pa.Table) -> None:
         """Sets the whole buffer to ``table`` (a restored snapshot)."""
-        self.main, self.main_times, self.pending, self.pending_rows = self.schema.empty_table(), self.main_times[:0], [], 0
+        self.runs = []
         if table.num_rows:
-            self.add(table)
-            self._merge()
-
-    def _merge(self) -> None:
-        merged = pa.concat_tables([self.main] + [t for t, _ in self.pending])
-        if self.time_column is not None:
-            merged = merged.sort_by(self.time_column)  # sort_by copies: the memory of expired rows goes
-            self.main_times = time_values(merged.column(self.time_column)).to_numpy()
-        self.main = merged.combine_chunks()
-        self.pending, self.pending_rows = [], 0
+            self.add(table.combine_chunks(), hash_keys(table, self.keys))
 
     def _oldest_of(self, table: pa.Table) -> int:
         if self.time_column is None or table.num_rows == 0:
             return MIN_WATERMARK
         oldest = pc.min(time_values(table.column(self.time_column)))
         return oldest.as_py() if oldest.is_valid else MIN_WATERMARK
+
+
+def _valid_keys(table: pa.Table, keys: list[str]) -> pa.Array | None:
+    """Rows whose keys are all non-null, or None when every row's are."""
+    if not any(table.column(k).null_count for k in keys):
+        return None
+    mask = pc.is_valid(table.column(keys[0]))
+    for k in keys[1:]:
+        mask = pc.and_(mask, pc.is_valid(table.column(k)))
+    return mask
+
+
+def _keys_equal(
+    left: pa.Table, right: pa.Table, left_keys: list[str], right_keys: list[str], left_rows: np.ndarray, right_rows: np.ndarray
+) -> np.ndarray | None:
+    """Which pairs of equal hashes have equal keys; None when all do."""
+    same = None
+    for lk, rk in zip(left_keys, right_keys, strict=True):
+        equal = pc.equal(left.column(lk).take(pa.array(left_rows)), right.column(rk).take(pa.array(right_rows)))
+        same = equal if same is None else pc.and_(same, equal)
+    assert same is not None
+    if pc.all(same).as_py():
+        return None
+    return same.to_numpy(zero_copy_only=False)
 
 
 class RegularJoin(Operator):
@@ -178,8 +215,8 @@ class RegularJoin(Operator):
         self.ttl = ttl_ms
         timed = ttl_ms is not None
         self.buffers = (
-            _SideBuffer(left_schema, left_time if timed else None),
-            _SideBuffer(right_schema, right_time if timed else None),
+            _SideBuffer(left_schema, left_keys, left_time if timed else None),
+            _SideBuffer(right_schema, right_keys, right_time if timed else None),
         )
         self.watermark = MIN_WATERMARK
 
@@ -190,19 +227,29 @@ class RegularJoin(Operator):
         if not batch.schema.equals(own.schema):
             batch = batch.cast(own.schema)  # e.g. a field declared nullable: buffered tables must concatenate
         table = pa.Table.from_batches([batch])
-        if other.num_rows:
-            buffered = other.table()
-            # The buffer is probed, the (smaller) batch is the hash join's build side.
-            buffered_rows, batch_rows = equi_pairs(buffered, table, self.keys[1 - input_index], self.keys[input_index])
-            if len(batch_rows):
-                if input_index == 0:
-                    result = joined_batch(table, buffered, batch_rows, buffered_rows, self.right_columns, self.schema)
-                else:
-                    result = joined_batch(buffered, table, buffered_rows, batch_rows, self.right_columns, self.schema)
-                if self.condition is not None:
-                    result = result.filter(residual_mask(self.condition, result))
-                out.emit(result)
-        own.add(table)
+        keys = self.keys[input_index]
+        valid = _valid_keys(table, keys)
+        if valid is not None:
+            table = table.filter(valid)  # a null key matches nothing, now or later
+        if table.num_rows == 0:
+            return
+        row_hashes = hash_keys(table, keys)
+        for run, batch_rows, buffered_rows in other.probe(row_hashes):
+            # Equal hashes; the keys themselves decide (a 64-bit collision is rare, not impossible).
+            same = _keys_equal(table, run.table, keys, self.keys[1 - input_index], batch_rows, buffered_rows)
+            if same is not None:
+                batch_rows, buffered_rows = batch_rows[same], buffered_rows[same]
+            if len(batch_rows) == 0:
+                continue
+            batch_index, buffered_index = pa.array(batch_rows), pa.array(buffered_rows)
+            if input_index == 0:
+                result = joined_batch(table, run.table, batch_index, buffered_index, self.right_columns, self.schema)
+            else:
+                result = joined_batch(run.table, table, buffered_index, batch_index, self.right_columns, self.schema)
+            if self.condition is not None:
+                result = result.filter(residual_mask(self.condition, result))
+            out.emit(result)
+        own.add(table, row_hashes)
 
     def on_watermark(self, watermark: int, out: Collector) -> int | None:
         self.watermark = watermark

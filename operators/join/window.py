@@ -39,6 +39,11 @@ class WindowJoin(Operator):
     ``left_from_right``, event-time) columns from its own, so none of those is null. A row that
     comes for a window that has fired (or with a null window end) goes to ``late`` (left) or
     ``late_right``.
+
+    ``right_columns`` are the right columns that go out, as (column, output name). They
+    usually leave out the right's keys and window (equal to the left's on a match); when they
+    include them (``Stream.window_join(keep_right_keys=True)``), those are the right row's own
+    values, null for an unmatched left row, so that the right's key reads as SQL's.
     """
 
     def __init__(

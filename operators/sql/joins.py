@@ -50,7 +50,9 @@ class _Bounds:
             self.add(exp.LTE, difference - 1)
 
 
-def plan_join(planner: Planner, left: Relation, node: exp.Join, where: list[exp.Expr]) -> tuple[Relation, list[exp.Expr]]:
+def plan_join(
+    planner: Planner, left: Relation, node: exp.Join, where: list[exp.Expr], select: exp.Select | None = None
+) -> tuple[Relation, list[exp.Expr]]:
     src = planner.src
     side = (node.side or "").upper()
     kind = (node.kind or "").upper()
@@ -69,6 +71,9 @@ def plan_join(planner: Planner, left: Relation, node: exp.Join, where: list[exp.
         left = planner._materialize(left, node)
     if right.pending is not None:
         right = planner._materialize(right, node)
+    if select is not None:
+        # Only the columns the query names go into the join's state and its output pairs.
+        left, right = _pruned(planner, left, select), _pruned(planner, right, select)
     if left.updating is not None or right.updating is not None:
         raise src.error(
             "joins of updating (non-windowed GROUP BY) results are not supported", node, f"supported joins: {SUPPORTED_JOINS}"
@@ -97,6 +102,21 @@ def plan_join(planner: Planner, left: Relation, node: exp.Join, where: list[exp.
         raise src.error(
             "a join needs at least one equality between a column of each side", on, f"supported joins: {SUPPORTED_JOINS}"
         )
+    if side in ("", "INNER"):
+        # A condition on one side only filters that side before the join (less state, fewer
+        # pairs). Not the versioned side of a temporal join: filtering it would pick an older
+        # version where the query asks for the latest one and a failed condition.
+        pushed: dict[str, list[exp.Expr]] = {"L": [], "R": []}
+        for conditions in (residual, remaining_where):
+            for conjunct in list(conditions):
+                sides = _side_of(planner, left, right, conjunct)
+                if len(sides) == 1 and not (sides == {"R"} and version is not None):
+                    pushed[next(iter(sides))].append(conjunct)
+                    conditions.remove(conjunct)
+        if pushed["L"]:
+            left = planner._filter(left, pushed["L"], node)
+        if pushed["R"]:
+            right = planner._filter(right, pushed["R"], node)
     name = planner._op_name("join")
     prefix = f"__r{name.rsplit('_', 1)[-1]}_"
     if version is not None:
@@ -125,6 +145,29 @@ def plan_join(planner: Planner, left: Relation, node: exp.Join, where: list[exp.
             raise src.error(f"the time bounds of this join are empty ({bounds.lower} > {bounds.upper} ms)", bound_nodes[0])
         return _interval(planner, left, right, node, equi, bounds, residual, name, prefix), remaining_where
     return _regular(planner, left, right, node, equi, residual, name, prefix), remaining_where
+
+
+def _pruned(planner: Planner, relation: Relation, select: exp.Select) -> Relation:
+    """The relation with only the columns ``select`` may name (by name, and by qualifier where
+    it gives one), its event time and window columns; all of them after a ``*``."""
+    if any(isinstance(star, exp.Star) for star in select.find_all(exp.Star)):
+        return relation
+    named: dict[str, set[str | None]] = {}
+    for column in select.find_all(exp.Column):
+        named.setdefault(column.name.lower(), set()).add(column.table.lower() if column.table else None)
+    keep = []
+    for f in relation.fields:
+        qualifiers = named.get(f.name.lower(), set())
+        if None in qualifiers or (f.qualifier is not None and f.qualifier.lower() in qualifiers):
+            keep.append(f)
+    physical = {f.physical for f in keep} | set(relation.window or ()) | ({relation.time} if relation.time else set())
+    if physical >= set(relation.schema.names):
+        return relation
+    columns = {name: _col(name) for name in relation.schema.names if name in physical}
+    with planner._located(select):
+        stream = relation.stream.project(columns, planner._op_name("join_columns"))
+    fields = [f for f in relation.fields if f.physical in physical]
+    return replace(relation, stream=stream, fields=fields)
 
 
 def _side_of(planner: Planner, left: Relation, right: Relation, node: exp.Expr) -> set[str]:

@@ -394,7 +394,7 @@ class Planner:
         joins = node.args.get("joins") or []
         for i, join in enumerate(joins):
             # WHERE conditions may bound an interval join (Nexmark q7): offered to the last join.
-            relation, conjuncts = self._join(relation, join, conjuncts if i == len(joins) - 1 else [])
+            relation, conjuncts = self._join(relation, join, conjuncts if i == len(joins) - 1 else [], node)
         if conjuncts:
             if relation.pending is not None and any(self._mentions_window(relation, c) for c in conjuncts):
                 relation = self._materialize(relation, node)
@@ -855,10 +855,10 @@ class Planner:
 
     # ---- JOIN ---------------------------------------------------------------------------
 
-    def _join(self, left: Relation, node: exp.Join, where: list[exp.Expr]) -> tuple[Relation, list[exp.Expr]]:
+    def _join(self, left: Relation, node: exp.Join, where: list[exp.Expr], select: exp.Select) -> tuple[Relation, list[exp.Expr]]:
         from operators.sql.joins import plan_join
 
-        return plan_join(self, left, node, where)
+        return plan_join(self, left, node, where, select)
 
     # ---- helpers -------------------------------------------------------------------------
 

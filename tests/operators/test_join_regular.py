@@ -6,7 +6,6 @@ import pytest
 
 from engine import Collector, Dataflow, GeneratorSource, InlineExecutor, OptionError, PlanError, col
 from engine.timeutil import EVENT_TIME_TYPE
-from operators.join import regular
 from operators.join.regular import RegularJoin
 
 LEFT = pa.table({"ts": [1000, 2000, 3000, 4000, 5000, 6000], "d": ["a", "a", "b", "a", "c", None], "x": [1, 2, 3, 4, 5, 6]})
@@ -246,23 +245,21 @@ def test_a_pair_is_emitted_when_its_second_row_arrives():
     assert join.on_watermark(9000, out.collector) == 9000
 
 
-def test_many_small_batches_are_compacted_and_joined_once_each(monkeypatch):
-    monkeypatch.setattr(regular, "_MERGE_ROWS", 64)
+def test_many_small_batches_merge_into_few_runs_and_join_once_each():
     join, out = operator(), Outputs()
     for i in range(500):
         join.process_batch(batch(RIGHT_SCHEMA, [i], ["a" if i % 2 else "b"], [float(i)]), 1, out.collector)
         side = join.buffers[1]
-        assert len(side.pending) <= regular._MAX_PENDING + 1
+        # Runs of similar size merge (a log-structured merge): about log2(rows) of them.
+        assert len(side.runs) <= (i + 1).bit_length()
     assert side.num_rows == 500
-    assert side.main.num_rows >= 400  # most rows were merged into the main table
     join.process_batch(batch(LEFT_SCHEMA, [0, 0], ["a", "z"], [1, 2]), 0, out.collector)
     assert out.take(["x", "temp"]) == [(1, float(i)) for i in range(1, 500, 2)]
 
 
-def test_ttl_expires_buffered_rows_on_watermarks(monkeypatch):
-    monkeypatch.setattr(regular, "_MERGE_ROWS", 4)
+def test_ttl_expires_buffered_rows_on_watermarks():
     join, out = operator(ttl=1000), Outputs()
-    # Out of order, over a merge into the (time-sorted) main table and a few pending tables.
+    # Out of order, over several runs of the side's index (merged as they come).
     for ts in (5000, 1000, 3000, 2000, 4000, 6000, 1500):
         join.process_batch(batch(RIGHT_SCHEMA, [ts], ["a"], [float(ts)]), 1, out.collector)
     join.on_watermark(3500, out.collector)  # keeps ts >= 2500

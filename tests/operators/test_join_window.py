@@ -101,6 +101,69 @@ def test_outer_joins(executor, how):
         assert (30000, 40000, 39999, "a", None, 6.0) in rows(out, COLUMNS)
 
 
+KEPT = ["window_start", "window_end", "d", "cars", "right_d", "right_window_start", "right_window_end", "rain"]
+
+
+def with_right_keys(row):
+    """An ``expected`` row as KEPT: the right's key and window are set where a right row is."""
+    start, end, _, d, cars, rain = row
+    right = (d, start, end) if rain is not None else (None, None, None)
+    return (start, end, d, cars, *right, rain)
+
+
+@pytest.mark.parametrize("how", ["inner", "left", "right", "full"])
+def test_keep_right_keys_gives_the_right_its_own_key_and_window(executor, how):
+    out, _, _ = run(executor, how=how, keep_right_keys=True)
+    assert out.column_names == [
+        "d",
+        "window_start",
+        "window_end",
+        "window_time",
+        "cars",
+        "is_update",
+        "right_d",
+        "right_window_start",
+        "right_window_end",
+        "right_window_time",
+        "rain",
+        "right_is_update",
+    ]
+    # Null where no right row matched; an unmatched right row still fills the left's key and
+    # window with its own.
+    assert sorted(rows(out, KEPT), key=repr) == sorted(map(with_right_keys, expected(how)), key=repr)
+    if how in ("left", "full"):
+        assert (0, 10000, "b", 1, None, None, None, None) in rows(out, KEPT)
+    if how in ("right", "full"):
+        assert (30000, 40000, "a", None, "a", 30000, 40000, 6.0) in rows(out, KEPT)
+
+
+def test_keep_right_keys_with_renamed_windows_and_no_keys(executor):
+    # No clash: the right's window columns keep their names; without keys only they are kept.
+    flow = Dataflow("kept")
+    counts, rainfall = windowed(flow)
+    rainfall = rainfall.select("d", "rain", "window_time", starttime=col("window_start"), endtime=col("window_end"))
+    joined = counts.window_join(
+        rainfall, right_window=("starttime", "endtime"), how="left", keep_right_keys=True, condition=col("d") == col("right_d")
+    )
+    joined.collect("out")
+    out = executor.run(flow).table("out")
+    assert out.column_names == [
+        "d",
+        "window_start",
+        "window_end",
+        "window_time",
+        "cars",
+        "is_update",
+        "right_d",
+        "rain",
+        "right_window_time",
+        "starttime",
+        "endtime",
+    ]
+    columns = ["window_start", "window_end", "d", "cars", "right_d", "starttime", "endtime", "rain"]
+    assert sorted(rows(out, columns), key=repr) == sorted(map(with_right_keys, expected("left")), key=repr)
+
+
 def test_parallel_keyed_join_gives_the_same_rows(executor):
     out, _, _ = run(executor, parallelism=2, how="full")
     assert sorted(rows(out, COLUMNS), key=repr) == expected("full")
@@ -227,6 +290,8 @@ def test_bad_how_and_condition():
     with pytest.raises(PlanError, match="not a boolean") as error:
         counts.window_join(rainfall, condition=col("rain") * 2, name="j")
     assert error.value.operator == "j"
+    with pytest.raises(OptionError, match="keep_right_keys"):
+        counts.window_join(rainfall, keep_right_keys="yes")
 
 
 # ---- the operator driven directly -------------------------------------------------------------
@@ -299,6 +364,18 @@ def test_a_batch_of_several_windows_is_filed_by_window():
     assert {end: sum(t.num_rows for t in tables) for end, tables in join.buffers[0].items()} == {10000: 2, 30000: 1, 40000: 1}
     join.on_watermark(29999, out.collector)
     assert out.take(["window_start", "x", "temp"]) == [(0, 2, None), (0, 4, None), (20000, 3, None)]
+
+
+def test_keep_right_keys_in_padded_rows():
+    join, out = operator(how="full", keep_right_keys=True), Outputs()
+    join.process_batch(batch(LEFT_SCHEMA, [1000, 2000], ["a", "b"], [1, 2]), 0, out.collector)
+    join.process_batch(batch(RIGHT_SCHEMA, [3000, 4000], ["a", "c"], [5.0, 6.0]), 1, out.collector)
+    join.on_watermark(MAX_WATERMARK, out.collector)
+    assert out.take(["d", "window_start", "x", "right_d", "right_window_start", "right_window_end", "temp"]) == [
+        ("a", 0, 1, "a", 0, 10000, 5.0),
+        ("b", 0, 2, None, None, None, None),  # no right row: the right's key and window are null
+        ("c", 0, None, "c", 0, 10000, 6.0),
+    ]
 
 
 def test_snapshot_and_restore():
