@@ -131,7 +131,11 @@ def compile_sql(
     except ParseError as exc:
         first: dict[str, Any] = exc.errors[0] if exc.errors else {}
         description = str(first.get("description") or exc).split(". Line")[0]
-        raise src.error_at(f"syntax error: {description}", int(first.get("line") or 0), int(first.get("col") or 0)) from None
+        line, column = int(first.get("line") or 0), int(first.get("col") or 0)
+        highlight = str(first.get("highlight") or "")
+        if highlight and "\n" not in highlight and column >= len(highlight):
+            column -= len(highlight) - 1  # sqlglot reports the token's last column; point at its first
+        raise src.error_at(f"syntax error: {description}", line, column, width=max(len(highlight), 1)) from None
     except TokenError as exc:
         raise SqlError(f"syntax error: {exc}") from None
     if not statements:

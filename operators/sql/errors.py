@@ -75,9 +75,13 @@ class SourceText:
             message = f"{message} (at '{offending}')"
         return SqlError(message, line, column, self.excerpt(*where), hint)
 
-    def error_at(self, message: str, line: int, column: int, hint: str = "") -> SqlError:
-        """An error at a line and column the parser reported."""
+    def error_at(self, message: str, line: int, column: int, hint: str = "", width: int = 1) -> SqlError:
+        """An error at a line and column (1-based), ``width`` characters wide."""
         lines = self.text.splitlines() or [""]
-        offset = sum(len(x) + 1 for x in lines[: max(line - 1, 0)]) + max(column - 1, 0)
-        snippet = self.excerpt(min(offset, max(len(self.text) - 1, 0)), min(offset, max(len(self.text) - 1, 0)))
-        return SqlError(message, line, column, snippet, hint)
+        offset = min(sum(len(x) + 1 for x in lines[: max(line - 1, 0)]) + max(column - 1, 0), max(len(self.text) - 1, 0))
+        return SqlError(message, line, column, self.excerpt(offset, offset + width - 1), hint)
+
+    def error_at_offset(self, message: str, offset: int, width: int, hint: str = "") -> SqlError:
+        """An error at a character offset of the text."""
+        line, column = self.position(offset)
+        return SqlError(message, line, column, self.excerpt(offset, offset + width - 1), hint)

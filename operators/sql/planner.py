@@ -22,7 +22,7 @@ from engine.errors import CitystreamError, OptionError, PlanError
 from engine.expr import Expr, col
 from engine.timeutil import EVENT_TIME_TYPE
 from operators.sql.connectors import Connectors, TableDef
-from operators.sql.errors import SourceText
+from operators.sql.errors import SourceText, span
 from operators.sql.expressions import ExpressionCompiler, Field, Scope, sql_key
 from operators.sql.types import SUPPORTED_TYPES, arrow_type, duration_scalar, interval_ms
 from operators.window.aggregates import Agg
@@ -381,6 +381,13 @@ class Planner:
                     f"{what} is not supported on streams", node.args[arg], "a stream has no end to sort or cut; use windows"
                 )
         if node.args.get("distinct"):
+            # The DISTINCT keyword keeps no position in sqlglot's tree: find it before the first item.
+            first = span(node.expressions[0]) if node.expressions else None
+            keyword = self.src.text.lower().rfind("distinct", 0, first[0]) if first else -1
+            if keyword >= 0:
+                raise self.src.error_at_offset(
+                    "SELECT DISTINCT is not supported", keyword, 8, "use GROUP BY the selected columns"
+                )
             raise self.src.error("SELECT DISTINCT is not supported", node, "use GROUP BY the selected columns")
         for item in node.expressions:
             for window in item.find_all(exp.Window):
@@ -950,8 +957,6 @@ def _castable(source: pa.DataType, target: pa.DataType) -> bool:
 
 
 def _statement_text(text: str, node: exp.Expr) -> str:
-    from operators.sql.errors import span
-
     where = span(node)
     return text[where[0] : where[1] + 1] if where else ""
 

@@ -40,10 +40,6 @@ REL_TOL = 1e-9
 KNOWN_FAILURES: dict[str, str] = {
     "window_join_left_right_key": "LEFT window join: the right key of an unmatched row is the left row's key "
     "(d.district = 'cheongna') instead of NULL",
-    "error_select_distinct": "the error points at column 17, the select list ('camera, district FROM detections'), "
-    "not at DISTINCT (column 8)",
-    "error_syntax": "the syntax error points at column 33, the last character of the unexpected token 'detections', "
-    "not at its start (column 24)",
 }
 
 # A handful of queries also run on Ray and must give the inline executor's rows.

@@ -1,5 +1,5 @@
 -- error: SELECT DISTINCT is not supported
--- at: SELECT DISTINCT
+-- at: DISTINCT
 
 CREATE TABLE detections (
     ts TIMESTAMP(3),
