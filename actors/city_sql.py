@@ -128,8 +128,10 @@ class RowPrinter:
         if name not in self.headers:
             self.headers.add(name)
             print(f"[{name}] " + " | ".join(shown.column_names), file=self.out, flush=True)
-        for row in shown.to_pylist():
-            print(f"[{name}] " + " | ".join(_format(v) for v in row.values()), file=self.out, flush=True)
+        # By position: a query may name two columns alike (a.x, b.x).
+        columns = [c.to_pylist() for c in shown.columns]
+        for row in zip(*columns, strict=True):
+            print(f"[{name}] " + " | ".join(_format(v) for v in row), file=self.out, flush=True)
         self.rows[name] = self.rows.get(name, 0) + table.num_rows
 
 

@@ -212,6 +212,7 @@ def _options(function: str, options: dict[str, Any]) -> pc.FunctionOptions:
         "strftime": pc.StrftimeOptions,
         "round": pc.RoundOptions,
         "utf8_lpad": pc.PadOptions,
+        "day_of_week": pc.DayOfWeekOptions,
         "utf8_slice_codeunits": pc.SliceOptions,
         "match_substring": pc.MatchSubstringOptions,
         "match_like": pc.MatchSubstringOptions,

@@ -3,6 +3,7 @@ outputs); running it gives a ``SqlResult`` with each output as a table."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,8 @@ def compile_sql(
         registry.tables.update(tables)
     if base_dir is not None:
         registry.base_dir = Path(base_dir)
+    if not _without_comments(text).strip(" \t\r\n;"):
+        raise SqlError("no SQL statement to run (the text is empty or only comments)")
     try:
         statements = [s for s in sqlglot.parse(text, read=Citystream) if s is not None]
     except ParseError as exc:
@@ -149,6 +152,11 @@ def compile_sql(
     if not planner.outputs:
         raise SqlError("the SQL defines no output: add an INSERT INTO or a SELECT")
     return SqlJob(flow, planner.outputs)
+
+
+def _without_comments(text: str) -> str:
+    lines = [line.split("--", 1)[0] for line in text.splitlines()]
+    return re.sub(r"/\*.*?\*/", "", "\n".join(lines), flags=re.S)
 
 
 def compile_sql_file(path: Path | str, **options: Any) -> SqlJob:

@@ -127,10 +127,10 @@ class Connectors:
             )
         try:
             source = connector.make(table, self)
-        except SqlError:
-            raise
+        except SqlError as exc:
+            raise src.error(exc.reason, _name_node(table)) from None
         except (OSError, ValueError, pa.ArrowException) as exc:
-            raise src.error(f"table '{table.name}': {exc}", table.node.this) from None
+            raise src.error(f"table '{table.name}': {exc}", _name_node(table)) from None
         assert table.time is not None
         return flow.source(
             table.name,
@@ -165,6 +165,12 @@ class Connectors:
         if value < 1:
             raise SqlError(f"table '{table.name}': option '{name}' must be >= 1, not {value}")
         return value
+
+
+def _name_node(table: TableDef) -> exp.Expr:
+    """The table's name in its CREATE TABLE (where errors about its data point)."""
+    schema = table.node.this
+    return schema.this if isinstance(schema, exp.Schema) else schema
 
 
 def _option_node(table: TableDef, option: str) -> exp.Expr:

@@ -65,8 +65,12 @@ class SourceText:
         return f"{gutter}{source_line}\n{' ' * (len(gutter) + column - 1)}{'^' * width}"
 
     def error(self, message: str, node: exp.Expr | None = None, hint: str = "") -> SqlError:
-        """An error located at ``node`` (line, column, the text with a caret under it)."""
+        """An error located at ``node`` (line, column, the text with a caret under it); a node
+        without a position of its own (NULL, a keyword) is located by its nearest parent."""
         where = span(node)
+        parent = node.parent if node is not None else None
+        while where is None and parent is not None:
+            where, parent = span(parent), parent.parent
         if where is None:
             return SqlError(message, hint=hint)
         line, column = self.position(where[0])

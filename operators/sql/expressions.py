@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlglot import exp
 
 from engine.expr import Call, Expr, ExprError, Literal, call, col, lit
@@ -224,7 +223,9 @@ class ExpressionCompiler:
             return self._case(node)
         if isinstance(node, exp.If):
             return self._if_else(node, [(node.this, node.args["true"])], node.args.get("false"))
-        if isinstance(node, (exp.Cast, exp.TryCast)):
+        if isinstance(node, exp.TryCast):
+            raise self.src.error("TRY_CAST is not supported", node, "use CAST (a value that does not convert fails the job)")
+        if isinstance(node, exp.Cast):
             return self._cast(node)
         if isinstance(node, (exp.DPipe, exp.Concat)):
             parts = [node.this, node.expression] if isinstance(node, exp.DPipe) else list(node.expressions)
@@ -252,9 +253,12 @@ class ExpressionCompiler:
             return lit(node.this)
         text = node.this
         try:
-            return lit(int(text))
+            value = int(text)
         except ValueError:
             return lit(float(text))
+        if not -(2**63) <= value < 2**63:
+            raise self.src.error("integer literal outside BIGINT", node, "write it as a DOUBLE (with a decimal point)")
+        return lit(value)
 
     def _interval(self, node: exp.Interval) -> int:
         ms = interval_ms(node)
@@ -262,27 +266,47 @@ class ExpressionCompiler:
             raise self.src.error("this interval is not understood", node, f"write INTERVAL '10' SECOND; units: {SUPPORTED_UNITS}")
         return ms
 
-    def constant(self, node: exp.Expr) -> Any:
-        """The value of a literal argument (a LIKE pattern, a SUBSTRING position...)."""
-        if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal):
-            return -self.constant(node.this)
-        if isinstance(node, exp.Literal):
-            return self._literal(node).value  # type: ignore[attr-defined]
-        if isinstance(node, exp.Boolean):
-            return bool(node.this)
-        raise self.src.error("this argument must be a constant", node)
+    def constant(self, node: exp.Expr | None, kind: type | tuple[type, ...] | None = None, what: str = "a constant") -> Any:
+        """The value of a literal argument (a LIKE pattern, a SUBSTRING position...), of the
+        Python type ``kind`` when given."""
+        value: Any
+        if node is None:
+            raise self.src.error(f"an argument is missing: expected {what}", None)
+        if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal) and not node.this.is_string:
+            value = -self._literal(node.this).value  # type: ignore[attr-defined]
+        elif isinstance(node, exp.Literal):
+            value = self._literal(node).value  # type: ignore[attr-defined]
+        elif isinstance(node, exp.Boolean):
+            value = bool(node.this)
+        elif isinstance(node, exp.Null):
+            value = None
+        else:
+            raise self.src.error(f"this argument must be {what}", node)
+        if kind is not None and (not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind))):
+            raise self.src.error(f"this argument must be {what}", node)
+        return value
 
     def _in(self, node: exp.In) -> Expr:
         if node.args.get("query") is not None:
             raise self.src.error("IN (SELECT ...) is not supported", node, "use a JOIN")
         value = self._compile(node.this)
         value_type = self.type_of(value, node.this)
-        items = [self.constant(e) for e in node.expressions]
+        if not node.expressions:
+            raise self.src.error("IN needs at least one value", node)
+        items = [self.constant(e, what="a constant (IN takes a list of constants)") for e in node.expressions]
+        if pa.types.is_boolean(value_type) != all(isinstance(i, bool) for i in items if i is not None):
+            raise self.src.error(f"the IN list does not fit {value_type}", node)
         try:
-            values = pa.array(items).cast(value_type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            raise self.src.error(f"the IN list does not fit {value_type}: {exc}", node) from None
-        return self._checked(node, Call("is_in", (value,), {"value_set": values}))
+            values = pa.array([i for i in items if i is not None]).cast(value_type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            raise self.src.error(f"the IN list does not fit the type {value_type} of the value", node) from None
+        # SQL: x IN (...) is NULL when x is NULL, and NULL rather than false when the list has a
+        # NULL and x is not in it (Arrow's is_in says false).
+        found: Expr = Call("is_in", (value,), {"value_set": values})
+        unknown = Literal(pa.scalar(None, pa.bool_()))
+        if None in items:
+            found = Call("if_else", (found, lit(True), unknown))
+        return self._checked(node, Call("if_else", (call("is_null", value), unknown, found)))
 
     def _like(self, node: exp.Like | exp.ILike) -> Expr:
         pattern = self.constant(node.expression)
@@ -310,7 +334,11 @@ class ExpressionCompiler:
         types = [self.type_of(v, n) for v, (_, n) in zip(values, branches, strict=True)]
         if otherwise is not None:
             types.append(self.type_of(otherwise, default))  # type: ignore[arg-type]
-        result_type = _common_type([t for t in types if t != pa.null()]) or pa.null()
+        result_type = _common_type([t for t in types if t != pa.null()])
+        if result_type is False:
+            shown = ", ".join(sorted({str(t) for t in types if t != pa.null()}))
+            raise self.src.error(f"the branches have types that do not mix: {shown}", node, "CAST them to one type")
+        result_type = result_type or pa.null()
         result: Expr = otherwise.cast(result_type) if otherwise is not None else Literal(pa.scalar(None, result_type))
         for (condition, _), value in zip(reversed(branches), reversed(values), strict=True):
             test = call("coalesce", self._boolean(condition), False)
@@ -345,17 +373,26 @@ class ExpressionCompiler:
             value = self._compile(node.expression)
             if function == "epoch":
                 return self._checked(node, call("divide", value.cast(pa.int64()), 1000))
+            if function == "day_of_week":  # Flink: Sunday = 1 ... Saturday = 7
+                return self._checked(node, Call(function, (value,), {"count_from_zero": False, "week_start": 7}))
             return self._checked(node, call(function, value))
         if isinstance(node, exp.Substring):
             value = self._as_string(self._compile(node.this), node.this)
-            start = int(self.constant(node.args["start"])) if node.args.get("start") else 1
+            start = self.constant(node.args["start"], int, "an integer constant") if node.args.get("start") else 1
             length = node.args.get("length")
-            options: dict[str, Any] = {"start": max(start - 1, 0)}
+            # SQL counts from 1; a negative start counts from the end (as Flink and DuckDB).
+            first = start - 1 if start > 0 else start if start < 0 else 0
+            options: dict[str, Any] = {"start": first}
             if length is not None:
-                options["stop"] = max(start - 1, 0) + int(self.constant(length))
+                count = self.constant(length, int, "an integer constant")
+                if count < 0:
+                    raise self.src.error("SUBSTRING's length must be >= 0", length)
+                stop = first + count
+                if not (first < 0 <= stop):
+                    options["stop"] = stop
             return self._checked(node, Call("utf8_slice_codeunits", (value,), options))
         if isinstance(node, exp.Round):
-            digits = int(self.constant(node.args["decimals"])) if node.args.get("decimals") else 0
+            digits = self.constant(node.args["decimals"], int, "an integer constant") if node.args.get("decimals") else 0
             options = {"ndigits": digits, "round_mode": "half_towards_infinity"}  # Flink: HALF_UP
             return self._checked(node, Call("round", (self._compile(node.this),), options))
         if isinstance(node, (exp.Floor, exp.Ceil)):
@@ -375,13 +412,23 @@ class ExpressionCompiler:
             return self._checked(node, Call(function, tuple(self._compile(a) for a in args)))
         if isinstance(node, exp.Replace) or name == "REPLACE":
             if isinstance(node, exp.Replace):
-                args = [node.this, node.expression, node.args.get("replacement") or exp.Literal.string("")]
+                args = [a for a in (node.this, node.expression, node.args.get("replacement")) if a is not None]
+            if len(args) != 3:
+                raise self.src.error("REPLACE takes a string, what to replace and its replacement", node)
             value = self._as_string(self._compile(args[0]), args[0])
-            options = {"pattern": self.constant(args[1]), "replacement": self.constant(args[2])}
+            options = {
+                "pattern": self.constant(args[1], str, "a string constant"),
+                "replacement": self.constant(args[2], str, "a string constant"),
+            }
             return self._checked(node, Call("replace_substring", (value,), options))
         if name in ("STARTS_WITH", "STARTSWITH"):
+            if isinstance(node, exp.StartsWith):
+                args = [node.this, node.expression]
+            if len(args) != 2:
+                raise self.src.error("STARTS_WITH takes a string and a prefix", node)
             value = self._as_string(self._compile(args[0]), args[0])
-            return self._checked(node, Call("starts_with", (value,), {"pattern": self.constant(args[1])}))
+            prefix = self.constant(args[1], str, "a string constant")
+            return self._checked(node, Call("starts_with", (value,), {"pattern": prefix}))
         if name in ("DATE_FORMAT", "TIMETOSTR", "TIME_TO_STR"):
             return self._date_format(node, args)
         if name == "MOD":
@@ -421,9 +468,9 @@ class ExpressionCompiler:
         return self._checked(node, call("floor" if isinstance(node, exp.Floor) else "ceil", value))
 
     def _date_format(self, node: exp.Expr, args: list[exp.Expr]) -> Expr:
-        pattern = self.constant(args[1]) if len(args) > 1 else "yyyy-MM-dd HH:mm:ss"
-        if not isinstance(pattern, str):
-            raise self.src.error("DATE_FORMAT takes a format string", node)
+        if not 1 <= len(args) <= 2:
+            raise self.src.error("DATE_FORMAT takes a timestamp and a format such as 'yyyy-MM-dd HH:mm'", node)
+        pattern = self.constant(args[1], str, "a format string") if len(args) > 1 else "yyyy-MM-dd HH:mm:ss"
         value = self._compile(args[0])
         # Whole seconds for %S (Arrow prints a ms timestamp's fraction there); SSS is the
         # milliseconds, zero-padded, joined between the formatted pieces.
@@ -444,6 +491,10 @@ class ExpressionCompiler:
         return self._checked(node, Call("binary_join_element_wise", (*parts, lit(""))))
 
 
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
 def _parse_timestamp(src: SourceText, node: exp.Literal) -> datetime:
     text = node.this.strip().replace("T", " ")
     try:
@@ -453,15 +504,18 @@ def _parse_timestamp(src: SourceText, node: exp.Literal) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _common_type(types: list[pa.DataType]) -> pa.DataType | None:
+def _common_type(types: list[pa.DataType]) -> pa.DataType | bool | None:
+    """The type the values mix into; None when there are none, False when they do not mix."""
     if not types:
         return None
     first = types[0]
     if all(t == first for t in types):
         return first
-    if all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types):
-        return pa.float64() if any(pa.types.is_floating(t) for t in types) else pa.int64()
-    return first
+    if all(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) for t in types):
+        return pa.float64() if any(not pa.types.is_integer(t) for t in types) else pa.int64()
+    if all(pa.types.is_string(t) or pa.types.is_large_string(t) for t in types):
+        return pa.string()
+    return False
 
 
 def _plain(exc: Exception) -> str:
@@ -469,8 +523,4 @@ def _plain(exc: Exception) -> str:
     return str(exc).split("\n")[0]
 
 
-def arrow_value_type(value: Any) -> pa.DataType:
-    return pa.scalar(value).type
-
-
-__all__ = ["ExpressionCompiler", "Field", "Scope", "sql_key", "SUPPORTED_FUNCTIONS", "pc"]
+__all__ = ["ExpressionCompiler", "Field", "Scope", "sql_key", "SUPPORTED_FUNCTIONS"]

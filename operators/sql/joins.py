@@ -294,10 +294,20 @@ def _temporal(planner, left, right, node, side, version, equi, residual, name, p
     with planner._located(node):
         stream = left.stream.key_by(*left_keys).asof_join(right.stream.key_by(*right_keys), right_prefix=prefix, name=name)
     dropped = dict(zip(right_keys, left_keys, strict=True))
+    right_time = prefix + right.time if right.time in set(left.schema.names) else right.time
+    if side == "LEFT":
+        # The right's keys equal the left's where a version matched, and are NULL where none did.
+        matched = _col(right_time).is_valid()
+        columns: dict[str, Expr] = {n: _col(n) for n in stream.schema.names}
+        for i, (rk, lk) in enumerate(dropped.items()):
+            own = f"{prefix}key{i}"
+            columns[own] = _if_matched(matched, lk, stream.schema.field(lk).type)
+            dropped[rk] = own
+        with planner._located(node):
+            stream = stream.project(columns, planner._op_name("right_keys"))
     joined = _joined(left, right, stream, dropped, prefix, None)
     if side != "LEFT":
         # The engine's as-of join keeps unmatched left rows (nulls on the right): INNER drops them.
-        right_time = prefix + right.time if right.time in set(left.schema.names) else right.time
         with planner._located(node):
             joined = replace(joined, stream=joined.stream.filter(_col(right_time).is_valid(), name=planner._op_name("matched")))
     return _filter_residual(planner, joined, residual, node)
@@ -370,6 +380,12 @@ def _join_schema(left: Relation, right: Relation, dropped: dict[str, str], prefi
             continue
         fields.append(f.with_name(prefix + f.name if f.name in left.schema.names else f.name))
     return pa.schema(fields)
+
+
+def _if_matched(matched: Expr, column: str, data_type: pa.DataType) -> Expr:
+    from engine.expr import Call, Literal
+
+    return Call("if_else", (matched, _col(column), Literal(pa.scalar(None, data_type))))
 
 
 def _col(name: str) -> Expr:

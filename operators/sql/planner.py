@@ -49,6 +49,7 @@ class WindowSpec:
     size_ms: int
     slide_ms: int
     node: exp.Expr
+    partition: tuple[str, ...] = ()  # physical columns of PARTITION BY (a session per key)
 
     def engine_spec(self) -> Any:
         from operators.window import Hopping, Session, Tumbling
@@ -400,8 +401,12 @@ class Planner:
         conjuncts = _conjuncts(where.this) if where is not None else []
         joins = node.args.get("joins") or []
         for i, join in enumerate(joins):
-            # WHERE conditions may bound an interval join (Nexmark q7): offered to the last join.
-            relation, conjuncts = self._join(relation, join, conjuncts if i == len(joins) - 1 else [], node)
+            # WHERE conditions may bound an interval join (Nexmark q7): offered to the last join,
+            # which gives back those it did not use.
+            if i == len(joins) - 1:
+                relation, conjuncts = self._join(relation, join, conjuncts, node)
+            else:
+                relation, _ = self._join(relation, join, [], node)
         if conjuncts:
             if relation.pending is not None and any(self._mentions_window(relation, c) for c in conjuncts):
                 relation = self._materialize(relation, node)
@@ -499,6 +504,15 @@ class Planner:
             raise self.src.error("DESCRIPTOR takes a column", args[1])
         self._check_time_column(relation, descriptor)
         spec = self._window_spec(kind, args[2:], inner)
+        partition = table_arg.args.get("partition")
+        if partition is not None:
+            scope = relation.scope("PARTITION BY")
+            keys = []
+            for column in partition.expressions:
+                if not isinstance(column, exp.Column):
+                    raise self.src.error("PARTITION BY takes columns", column)
+                keys.append(scope.resolve(self.src, column).physical)
+            spec = replace(spec, partition=tuple(keys))
         if relation.window is not None or relation.pending is not None:
             raise self.src.error("the table already has window columns", table_arg)
         names = {f.physical for f in relation.fields} | set(relation.schema.names)
@@ -638,6 +652,11 @@ class Planner:
     # ---- GROUP BY -----------------------------------------------------------------------
 
     def _aggregate(self, relation: Relation, node: exp.Select, group: exp.Group | None, having: exp.Having | None) -> Relation:
+        for item in node.expressions:
+            if isinstance(item, exp.Star) or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star)):
+                raise self.src.error(
+                    "SELECT * with GROUP BY or aggregates is not supported", item, "name the grouped columns and the aggregates"
+                )
         if relation.updating is not None:
             raise self.src.error("aggregating an updating (non-windowed GROUP BY) result is not supported", node)
         scope = relation.scope("GROUP BY")
@@ -669,6 +688,8 @@ class Planner:
                 if relation.window is not None and f.physical in relation.window:
                     window_fields["window_start" if f.physical == relation.window[0] else "window_end"] = f
                     continue
+            if any(sql_key(item) == sql_key(k) for k in key_nodes):
+                continue  # GROUP BY k, k
             key_nodes.append(item)
         if window_fields and set(window_fields) != {"window_start", "window_end"}:
             raise self.src.error("GROUP BY a window needs both window_start and window_end", group)
@@ -709,6 +730,8 @@ class Planner:
             if function is None:
                 raise self.src.error(f"aggregate {call.key.upper()} is not supported", call, f"supported: {SUPPORTED_AGGREGATES}")
             argument = call.this
+            if call.expressions:
+                raise self.src.error(f"{call.key.upper()} takes one argument", call)
             if isinstance(argument, exp.Distinct):
                 if function != "count" or len(argument.expressions) != 1:
                     raise self.src.error("only COUNT(DISTINCT x) of one column is supported", call)
@@ -775,6 +798,8 @@ class Planner:
                     assert spec is not None
                     engine_spec = spec.engine_spec()
                     key_physical = [k for _, k, _ in keys]
+                    # PARTITION BY keys the windows even when the query does not group by them.
+                    key_physical += [k for k in spec.partition if k not in key_physical]
                     window_out = {"window_start": "window_start", "window_end": "window_end", "window_time": "window_time"}
                 clash = [k for k in key_physical if k in ("window_start", "window_end", "window_time", "is_update")]
                 if clash:
