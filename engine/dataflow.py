@@ -599,6 +599,7 @@ class Stream:
         how: str = "inner",
         right_prefix: str = "right_",
         name: str | None = None,
+        keep_right_keys: bool = False,
     ) -> Stream:
         """Window join, as Flink SQL's: joins rows of the same window, given on each side by its
         (start, end) columns, and of the same keys, when the watermark reaches the window's
@@ -613,6 +614,11 @@ class Stream:
         keys and window start/end (renamed with ``right_prefix`` on a clash); its event time is
         the left's. A row that comes after its window fired goes to ``late()`` (left) or
         ``side_output("late_right")``.
+
+        ``keep_right_keys=True`` keeps the right's keys and window start/end as columns of their
+        own too (renamed with ``right_prefix`` on a clash, like every right column): the right
+        row's values, so null for an unmatched left row (of a left or full join), as SQL wants
+        of the right side's key. The left's key and window columns are as without it.
 
         Example:
             >>> import pyarrow as pa
@@ -635,6 +641,8 @@ class Stream:
         name = self.flow._unique_name("window_join", name)
         if how not in WINDOW_JOIN_TYPES:
             raise OptionError("how", how, " or ".join(repr(h) for h in WINDOW_JOIN_TYPES))
+        if not isinstance(keep_right_keys, bool):
+            raise OptionError("keep_right_keys", keep_right_keys, "True or False")
         if (self.keys is None) != (right.keys is None):
             side = "left" if self.keys is not None else "right"
             raise PlanError(name, f"only the {side} side is key_by'd: key_by both sides (a keyed join) or neither (a global one)")
@@ -662,7 +670,8 @@ class Stream:
                 )
         left_time = self.event_time
         right_time = right.node.event_time.get(right.output)
-        pairs = right_columns(name, self.schema, right.schema, right_keys + list(right_window), right_prefix)
+        dropped = [] if keep_right_keys else right_keys + list(right_window)
+        pairs = right_columns(name, self.schema, right.schema, dropped, right_prefix)
         schema = join_schema(self.schema, right.schema, pairs)
         if condition is not None:
             _check_boolean(name, condition, schema, "condition")

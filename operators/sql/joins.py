@@ -351,6 +351,8 @@ def _window_join(planner, left, right, node, side, keys, residual, name, prefix)
     condition = None
     dropped = dict(zip(right_keys, left_keys, strict=True))
     dropped.update(dict(zip(right.window, left.window, strict=True)))
+    if how in ("left", "full"):
+        dropped = {}  # the right keeps its own keys and window: NULL where no right row matched
     if residual:
         preview = _joined(left, right, None, dropped, prefix, None)
         schema = _join_schema(left, right, dropped, prefix)
@@ -369,6 +371,7 @@ def _window_join(planner, left, right, node, side, keys, residual, name, prefix)
             how=how,
             right_prefix=prefix,
             name=name,
+            keep_right_keys=how in ("left", "full"),
         )
     return _joined(left, right, stream, dropped, prefix, left.window)
 

@@ -21,7 +21,8 @@ from operators.window.tumbling import Tumbling
 
 @dataclass(frozen=True)
 class Session:
-    """Per key, rows less than ``gap`` apart form one window [first, last + gap)."""
+    """Per key, rows at most ``gap`` apart form one window [first, last + gap) (windows that
+    touch merge, as in Flink)."""
 
     gap: Duration
     allowed_lateness: Duration = 0

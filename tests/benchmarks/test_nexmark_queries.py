@@ -122,12 +122,6 @@ def test_query_gives_duckdbs_result(query, tables):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="operators/window/session.py starts a new session when a row comes >= gap after the previous one "
-    "(bidder 1 gives sessions [0 s, 10 s) of 1 bid and [10 s, 29.999 s) of 2); Flink merges session windows "
-    "that touch (TimeWindow.intersects: start <= other.end), one session [0 s, 29.999 s) of 3 bids",
-)
 def test_q11_merges_sessions_that_touch_as_flink_does():
     # Bids exactly the gap apart: the windows [t, t + gap) of Flink's sessions touch, and merge.
     times = [0, 10_000, 19_999]

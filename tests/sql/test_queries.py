@@ -37,10 +37,7 @@ REL_TOL = 1e-9
 
 # Queries the compiler gets wrong today: query stem -> the symptom (strict xfail, so that a fix
 # shows up as XPASS and the entry gets removed).
-KNOWN_FAILURES: dict[str, str] = {
-    "window_join_left_right_key": "LEFT window join: the right key of an unmatched row is the left row's key "
-    "(d.district = 'cheongna') instead of NULL",
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 # A handful of queries also run on Ray and must give the inline executor's rows.
 ON_RAY = ("tumble_tvf", "temporal_join", "interval_join", "group_by_having")
