@@ -3,7 +3,10 @@ outputs); running it gives a ``SqlResult`` with each output as a table."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,7 +133,9 @@ def compile_sql(
     if not _without_comments(text).strip(" \t\r\n;"):
         raise SqlError("no SQL statement to run (the text is empty or only comments)")
     try:
-        statements = [s for s in sqlglot.parse(text, read=Citystream) if s is not None]
+        # sqlglot logs a warning when it falls back to a generic command: we report those ourselves.
+        with _quiet_sqlglot():
+            statements = [s for s in sqlglot.parse(text, read=Citystream) if s is not None]
     except ParseError as exc:
         first: dict[str, Any] = exc.errors[0] if exc.errors else {}
         description = str(first.get("description") or exc).split(". Line")[0]
@@ -152,6 +157,17 @@ def compile_sql(
     if not planner.outputs:
         raise SqlError("the SQL defines no output: add an INSERT INTO or a SELECT")
     return SqlJob(flow, planner.outputs)
+
+
+@contextlib.contextmanager
+def _quiet_sqlglot() -> Iterator[None]:
+    logger = logging.getLogger("sqlglot")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _without_comments(text: str) -> str:

@@ -55,7 +55,12 @@ class Scope:
                 raise src.error(f"unknown table or alias '{qualifier}'", node, f"tables in scope: {', '.join(tables) or 'none'}")
             raise src.error(f"unknown column '{what}' in {self.context}", node, f"columns in scope: {shown}")
         raise src.error(
-            f"column '{name}' is ambiguous: it is in {', '.join(sorted(str(f.qualifier) for f in candidates))}",
+            f"column '{name}' is ambiguous: {len(candidates)} columns of {self.context} have this name"
+            + (
+                f" (in {', '.join(sorted({f.qualifier for f in candidates if f.qualifier}))})"
+                if any(f.qualifier for f in candidates)
+                else ""
+            ),
             node,
             "qualify it with its table or alias",
         )
@@ -66,6 +71,8 @@ class Scope:
 
 def sql_key(node: exp.Expr) -> str:
     """The text of an expression, to recognise the same expression in SELECT and GROUP BY."""
+    while isinstance(node, exp.Paren):
+        node = node.this
     return node.sql(comments=False).lower()
 
 
@@ -158,7 +165,23 @@ class ExpressionCompiler:
         try:
             return expr.output_type(self.scope.schema)
         except (ExprError, pa.ArrowException, TypeError) as exc:
+            operands = self._operand_types(expr)
+            if operands:
+                what = f"{_OPERATION.get(type(node), node.key.upper())} does not apply to {' and '.join(operands)}"
+                raise self.src.error(f"types do not fit: {what}", node) from None
             raise self.src.error(f"types do not fit: {_plain(exc)}", node) from None
+
+    def _operand_types(self, expr: Expr) -> list[str]:
+        """The SQL types of a call's arguments, where they have one (for an error message)."""
+        if not isinstance(expr, Call):
+            return []
+        names = []
+        for arg in expr.args:
+            try:
+                names.append(sql_type_name(arg.output_type(self.scope.schema)))
+            except (ExprError, pa.ArrowException, TypeError):
+                return []
+        return names
 
     # ---- the tree ------------------------------------------------------------------------
 
@@ -489,6 +512,43 @@ class ExpressionCompiler:
         if len(parts) == 1:
             return self._checked(node, parts[0])
         return self._checked(node, Call("binary_join_element_wise", (*parts, lit(""))))
+
+
+_OPERATION: dict[type, str] = {
+    exp.EQ: "=",
+    exp.NEQ: "<>",
+    exp.GT: ">",
+    exp.GTE: ">=",
+    exp.LT: "<",
+    exp.LTE: "<=",
+    exp.Add: "+",
+    exp.Sub: "-",
+    exp.Mul: "*",
+    exp.Div: "/",
+    exp.Mod: "%",
+}
+_SQL_TYPE_NAMES = {
+    pa.int64(): "BIGINT",
+    pa.int32(): "INT",
+    pa.int16(): "SMALLINT",
+    pa.int8(): "TINYINT",
+    pa.float64(): "DOUBLE",
+    pa.float32(): "FLOAT",
+    pa.bool_(): "BOOLEAN",
+    pa.string(): "STRING",
+    pa.date32(): "DATE",
+    pa.null(): "NULL",
+    pa.duration("ms"): "INTERVAL",
+}
+
+
+def sql_type_name(data_type: pa.DataType) -> str:
+    """The SQL name of an Arrow type, for messages."""
+    if pa.types.is_timestamp(data_type):
+        return "TIMESTAMP(3)"
+    if pa.types.is_decimal(data_type):
+        return f"DECIMAL({data_type.precision}, {data_type.scale})"
+    return _SQL_TYPE_NAMES.get(data_type, str(data_type))
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
