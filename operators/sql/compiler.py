@@ -39,6 +39,9 @@ class SqlJob:
         for output in self.outputs.values():
             kind = "changelog (upsert by " + ", ".join(output.updating) + ")" if output.updating is not None else "append"
             lines.append(f"  {output.name} [{output.connector}, {kind}]: {', '.join(output.columns)}")
+            if output.statement:
+                first = " ".join(output.statement.split())
+                lines.append(f"    from: {first[:100]}{' ...' if len(first) > 100 else ''}")
         return "\n".join(lines)
 
     def run(self, executor: Executor | None = None) -> SqlResult:

@@ -140,7 +140,8 @@ class Connectors:
             parallelism=connector.partitions(table) if connector.partitions else parallelism if connector.parallel else 1,
         )
 
-    def attach_sink(self, connector: str, name: str, stream: Stream, declared: TableDef | None) -> None:
+    def attach_sink(self, connector: str, name: str, stream: Stream) -> None:
+        """Ends ``stream`` in the sink connector ``connector``, named ``name``."""
         if connector == "blackhole":
             stream.count(name)
         elif self.on_batch is not None:

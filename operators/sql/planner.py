@@ -123,6 +123,7 @@ class Planner:
     outputs: dict[str, SqlOutput] = field(default_factory=dict)
     _sources: dict[str, Relation] = field(default_factory=dict)
     _view_cache: dict[str, Relation] = field(default_factory=dict)
+    _compiling: set[str] = field(default_factory=set)
     _names: Any = field(default_factory=lambda: itertools.count(1))
 
     # ---- statements ---------------------------------------------------------------------
@@ -287,7 +288,7 @@ class Planner:
             raise self.src.error(
                 f"sink '{table.name}' is written twice", target, "write one INSERT per sink (UNION ALL the queries)"
             )
-        self._sink(table.name, relation, table.connector, node, declared=table)
+        self._sink(table.name, relation, table.connector, node)
 
     def _cast_to(self, relation: Relation, table: TableDef, node: exp.Expr) -> Relation:
         computed: dict[str, Expr] = {}
@@ -308,7 +309,7 @@ class Planner:
             relation = self._with_columns(relation, computed, node)
         return relation
 
-    def _sink(self, name: str, relation: Relation, connector: str, node: exp.Expr, declared: TableDef | None = None) -> None:
+    def _sink(self, name: str, relation: Relation, connector: str, node: exp.Expr) -> None:
         if relation.pending is not None:
             relation = self._materialize(relation, node)
         self.outputs[name] = SqlOutput(
@@ -320,7 +321,7 @@ class Planner:
             _statement_text(self.src.text, node),
         )
         with self._located(node):
-            self.connectors.attach_sink(connector, name, relation.stream, declared)
+            self.connectors.attach_sink(connector, name, relation.stream)
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -408,7 +409,7 @@ class Planner:
             else:
                 relation, _ = self._join(relation, join, [], node)
         if conjuncts:
-            if relation.pending is not None and any(self._mentions_window(relation, c) for c in conjuncts):
+            if relation.pending is not None and any(_mentions_window(c) for c in conjuncts):
                 relation = self._materialize(relation, node)
             relation = self._filter(relation, conjuncts, where)
         group = node.args.get("group")
@@ -421,10 +422,6 @@ class Planner:
         if relation.pending is not None:
             relation = self._materialize(relation, node)
         return self._project(relation, node.expressions, relation.scope())
-
-    def _mentions_window(self, relation: Relation, node: exp.Expr) -> bool:
-        names = {"window_start", "window_end", "window_time"}
-        return any(c.name.lower() in names for c in node.find_all(exp.Column))
 
     # ---- FROM ---------------------------------------------------------------------------
 
@@ -474,11 +471,14 @@ class Planner:
 
     def _view(self, name: str, node: exp.Expr) -> Relation:
         key = name.lower()
-        if key not in self._view_cache:
-            self._view_cache[key] = "compiling"  # type: ignore[assignment]
-            self._view_cache[key] = self.query(self.views[key])
-        elif self._view_cache[key] == "compiling":  # type: ignore[comparison-overlap]
+        if key in self._compiling:
             raise self.src.error(f"view '{name}' refers to itself", node)
+        if key not in self._view_cache:
+            self._compiling.add(key)
+            try:
+                self._view_cache[key] = self.query(self.views[key])
+            finally:
+                self._compiling.discard(key)
         return self._view_cache[key]
 
     def _window_table_function(self, node: exp.Anonymous) -> Relation:
@@ -979,6 +979,11 @@ def _castable(source: pa.DataType, target: pa.DataType) -> bool:
     if pa.types.is_string(target):
         return True
     return source == target
+
+
+def _mentions_window(node: exp.Expr) -> bool:
+    names = {"window_start", "window_end", "window_time"}
+    return any(c.name.lower() in names for c in node.find_all(exp.Column))
 
 
 def _statement_text(text: str, node: exp.Expr) -> str:
