@@ -42,8 +42,15 @@ def test_ctrl_c_stops_the_job_cleanly_and_leaves_no_actor(tmp_path):
     before = task_actor_pids()
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     log = open(tmp_path / "run.log", "w+")
+    # SIGINT must reach the CLI as Ctrl-C would, even when the suite itself runs in the
+    # background (a shell without job control starts background commands with SIGINT ignored,
+    # and children inherit that).
     process = subprocess.Popen(
-        [sys.executable, "-m", "actors.cli", "run", "--no-view"], stdout=log, stderr=subprocess.STDOUT, env=env
+        [sys.executable, "-m", "actors.cli", "run", "--no-view"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120
