@@ -44,14 +44,12 @@ def test_ctrl_c_stops_the_job_cleanly_and_leaves_no_actor(tmp_path):
     log = open(tmp_path / "run.log", "w+")
     # SIGINT must reach the CLI as Ctrl-C would, even when the suite itself runs in the
     # background (a shell without job control starts background commands with SIGINT ignored,
-    # and children inherit that).
-    process = subprocess.Popen(
-        [sys.executable, "-m", "actors.cli", "run", "--no-view"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    # and children inherit that): the child installs Python's handler before the CLI starts.
+    start = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv = ['citystream', 'run', '--no-view']; runpy.run_module('actors.cli', run_name='__main__')"
     )
+    process = subprocess.Popen([sys.executable, "-c", start], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 120
         while "actors in Ray namespace" not in (tmp_path / "run.log").read_text():
