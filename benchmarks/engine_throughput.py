@@ -140,7 +140,7 @@ def bare_session(batches: list[pa.RecordBatch], weather: pa.Table) -> int:
     times = t.column("ts").cast(pa.int64()).to_numpy()
     cameras = t.column("camera").to_numpy(zero_copy_only=False)
     starts = np.ones(len(times), dtype=bool)
-    starts[1:] = (np.diff(times) > GAP_MS) | (cameras[1:] != cameras[:-1])
+    starts[1:] = (np.diff(times) >= GAP_MS) | (cameras[1:] != cameras[:-1])
     t = t.append_column("sid", pa.array(np.cumsum(starts)))
     return t.group_by(["camera", "sid"], use_threads=False).aggregate([([], "count_all"), ("confidence", "max")]).num_rows
 

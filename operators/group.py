@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from engine.expr import Expr, as_array
 from engine.operator import Collector, Operator
@@ -21,6 +20,7 @@ from operators.window.aggregates import Partials, TwoPhaseAggregate
 
 OP_COLUMN = "__op"
 INSERT, UPDATE, DELETE = "+I", "+U", "-D"
+_OPS = pa.array([INSERT, UPDATE, DELETE], pa.string())
 
 
 def updating_schema(key_fields: list[pa.Field], agg_fields: list[pa.Field]) -> pa.Schema:
@@ -39,6 +39,10 @@ class UpdatingAggregate(Operator):
         read = [a.column for a in aggregate.aggs if a.column] + ([aggregate.time_column] if aggregate.ordered else [])
         self.needed = list(dict.fromkeys(keys + read))
         self.state: Partials | None = None
+        # The key hash of every state row (main table, then each distinct table), computed once
+        # when the row enters the state: finding the rows a watermark changes is then a numpy
+        # lookup, not a hash of every key in the state.
+        self.hashes: list[np.ndarray] = []
         self.pending: list[Partials] = []
         self.emitted = np.empty(0, dtype=np.uint64)  # key hashes of the keys whose last change was emitted
 
@@ -56,18 +60,19 @@ class UpdatingAggregate(Operator):
         changed = self.aggregate.merge(self.pending, self.keys)
         self.pending = []
         if self.state is None:
-            merged = changed
+            self.state, self.hashes = changed, self._hashes_of(changed)
         else:
             touched = self._key_hashes(changed.main)
-            was_touched = lambda table: pa.array(np.isin(self._key_hashes(table), touched))
-            kept = self.state.filter(lambda table: pc.invert(was_touched(table)))
-            updated = self.aggregate.merge([self.state.filter(was_touched), changed], self.keys)
-            merged = Partials(
-                pa.concat_tables([kept.main, updated.main]),
-                [pa.concat_tables([k, u]) for k, u in zip(kept.distinct, updated.distinct, strict=True)],
-            )
+            masks = [np.isin(h, touched) for h in self.hashes]
+            tables = [self.state.main, *self.state.distinct]
+            old_rows = [t.filter(pa.array(m)) for t, m in zip(tables, masks, strict=True)]
+            kept = [t.filter(pa.array(~m)) for t, m in zip(tables, masks, strict=True)]
+            updated = self.aggregate.merge([Partials(old_rows[0], old_rows[1:]), changed], self.keys)
+            updated_hashes = self._hashes_of(updated)
+            merged = [pa.concat_tables([k, u]) for k, u in zip(kept, [updated.main, *updated.distinct], strict=True)]
+            self.state = Partials(merged[0], merged[1:])
+            self.hashes = [np.concatenate([h[~m], u]) for h, m, u in zip(self.hashes, masks, updated_hashes, strict=True)]
             changed = updated
-        self.state = merged
         result = self.aggregate.finalize([changed], self.keys)
         hashes = self._key_hashes(result)
         before = np.isin(hashes, self.emitted)
@@ -80,15 +85,19 @@ class UpdatingAggregate(Operator):
             )
         else:
             passed = np.ones(result.num_rows, dtype=bool)
-        ops = np.full(result.num_rows, None, dtype=object)
-        ops[passed & ~before] = INSERT
-        ops[passed & before] = UPDATE
-        ops[~passed & before] = DELETE
+        codes = np.full(result.num_rows, -1, dtype=np.int8)  # index into _OPS; -1: nothing to say
+        codes[passed & ~before] = 0
+        codes[passed & before] = 1
+        codes[~passed & before] = 2
         self.emitted = np.union1d(np.setdiff1d(self.emitted, hashes[~passed & before]), hashes[passed])
-        table = result.append_column(OP_COLUMN, pa.array(ops, pa.string()))
-        table = table.filter(pc.is_valid(table.column(OP_COLUMN)))
+        said = codes >= 0
+        ops = pa.DictionaryArray.from_arrays(pa.array(codes[said]), _OPS).cast(pa.string())
+        table = result.filter(pa.array(said)).append_column(OP_COLUMN, ops)
         for batch in table.cast(self.schema).to_batches():
             out.emit(batch)
+
+    def _hashes_of(self, partials: Partials) -> list[np.ndarray]:
+        return [self._key_hashes(partials.main), *(self._key_hashes(t) for t in partials.distinct)]
 
     def _key_hashes(self, table: pa.Table) -> np.ndarray:
         if not self.keys:
@@ -100,4 +109,5 @@ class UpdatingAggregate(Operator):
 
     def restore(self, state: Any) -> None:
         self.state = state["state"]
+        self.hashes = self._hashes_of(self.state) if self.state is not None else []
         self.emitted = np.array(state["emitted"], dtype=np.uint64)

@@ -21,8 +21,7 @@ from operators.window.tumbling import Tumbling
 
 @dataclass(frozen=True)
 class Session:
-    """Per key, rows at most ``gap`` apart form one window [first, last + gap) (windows that
-    touch merge, as in Flink)."""
+    """Per key, rows less than ``gap`` apart form one window [first, last + gap)."""
 
     gap: Duration
     allowed_lateness: Duration = 0

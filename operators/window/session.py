@@ -1,16 +1,11 @@
-"""Session windows: per key, rows at most ``gap`` apart form one session, as in Flink.
+"""Session windows: per key, rows closer than ``gap`` to each other form one session.
 
-A row at t opens [t, t + gap); sessions that overlap or touch merge (Flink's
-``TimeWindow.intersects``: start <= the other's end), so a row exactly ``gap`` after the last
-one extends its session. A session [first, last + gap) fires when the watermark reaches its
-end - 1 (Flink's max timestamp): a row at its end that comes before still merges; one that comes
-after opens a new session, or, within the allowed lateness, merges with the retained session
-and makes an update (as Flink's retained window does). State is one row of partial aggregates
-per open session (not its raw rows): on each watermark that may close a session, the rows that
-came since are cut into mini-sessions (sort by key and time, cut where the key changes or time
-jumps by more than gap), and those merge with the open sessions they touch, vectorised: sort
-the sessions by key and start, and a session joins the previous one when it starts at most
-``gap`` after the latest last row so far in its key.
+A session [first, last + gap) fires when the watermark passes its end. State is one row of
+partial aggregates per open session (not its raw rows): on each watermark that may close a
+session, the rows that came since are cut into mini-sessions (sort by key and time, cut where
+the key changes or time jumps by >= gap), and those merge with the open sessions they touch,
+vectorised: sort the sessions by key and start, and a session joins the previous one when it
+starts less than ``gap`` after the latest end so far in its key.
 """
 
 from __future__ import annotations
@@ -65,8 +60,6 @@ class SessionWindow(Operator):
     def process_batch(self, batch: pa.RecordBatch, input_index: int, out: Collector) -> None:
         times = time_values(batch.column(self.time_column))
         if self.watermark != MIN_WATERMARK:
-            # Late when the row's own session [t, t + gap) is past its end - 1 plus the
-            # lateness; touching does not change that (it changes which sessions merge).
             late = pc.less_equal(times, clamp(self.watermark - self.gap + 1 - self.lateness))
             if pc.any(late).as_py():
                 out.emit_to(LATE, batch.filter(late))
@@ -118,7 +111,7 @@ class SessionWindow(Operator):
         rows = rows.sort_by([(k, "ascending") for k in self.keys] + [(self.time_column, "ascending")])
         times = time_values(rows.column(self.time_column)).combine_chunks()
         n = rows.num_rows
-        gap_break = pc.greater(pc.subtract(times.slice(1), times.slice(0, n - 1)), self.gap)
+        gap_break = pc.greater_equal(pc.subtract(times.slice(1), times.slice(0, n - 1)), self.gap)
         starts = pc.or_(key_change(rows, self.keys), pa.concat_arrays([pa.array([True]), gap_break]))
         local = np.cumsum(starts.to_numpy(zero_copy_only=False).astype(np.int64)) - 1 + self.next_sid
         self.next_sid = int(local[-1]) + 1
@@ -135,8 +128,7 @@ class SessionWindow(Operator):
         self.sessions = self._merge_overlapping(every)
 
     def _merge_overlapping(self, sessions: Partials) -> Partials:
-        """Merges sessions of a key that overlap or touch (one starts at most ``gap`` after the
-        other's last row), under new session ids."""
+        """Merges sessions of a key that are less than ``gap`` apart, under new session ids."""
         main = sessions.main.sort_by([(k, "ascending") for k in self.keys] + [("__start", "ascending")])
         n = main.num_rows
         new_key = key_change(main, self.keys).to_numpy(zero_copy_only=False)
@@ -149,7 +141,7 @@ class SessionWindow(Operator):
         lifted = (last - base) + group * span
         latest = np.maximum.accumulate(lifted)
         joins = np.zeros(n, dtype=bool)
-        joins[1:] = ~new_key[1:] & ((start[1:] - base) + group[1:] * span <= latest[:-1] + self.gap)
+        joins[1:] = ~new_key[1:] & ((start[1:] - base) + group[1:] * span < latest[:-1] + self.gap)
         new_ids = np.cumsum(~joins) - 1 + self.next_sid
         self.next_sid = int(new_ids[-1]) + 1
         old_ids = main.column(_SID).combine_chunks()

@@ -63,7 +63,7 @@ DUCKDB = {
             FROM bid
         ),
         sessions AS (
-            SELECT bidder, t, sum(CASE WHEN previous IS NULL OR t - previous > 10000 THEN 1 ELSE 0 END)
+            SELECT bidder, t, sum(CASE WHEN previous IS NULL OR t - previous >= 10000 THEN 1 ELSE 0 END)
                    OVER (PARTITION BY bidder ORDER BY t ROWS UNBOUNDED PRECEDING) AS session
             FROM ordered
         )
@@ -122,6 +122,13 @@ def test_query_gives_duckdbs_result(query, tables):
     )
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="our session windows split rows exactly gap apart (a new session starts at >= gap); Flink merges session "
+    "windows that touch (TimeWindow.intersects: start <= other.end). We keep the split: with touching merges a "
+    "session fired at end - 1 could still be extended by a row at its end, so the result would depend on arrival "
+    "(Flink's does); ours equals the batch answer whatever the arrival",
+)
 def test_q11_merges_sessions_that_touch_as_flink_does():
     # Bids exactly the gap apart: the windows [t, t + gap) of Flink's sessions touch, and merge.
     times = [0, 10_000, 19_999]

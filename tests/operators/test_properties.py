@@ -336,8 +336,7 @@ def test_keyed_hopping_equals_expansion(case: Case, shape: tuple[int, int], para
 
 
 def session_expected(rows: list[dict], gap: int) -> dict[tuple, dict]:
-    """Per key, rows sorted by time, cut where the time jumps by more than gap (Flink's
-    windows [t, t + gap) merge when they touch)."""
+    """Per key, rows sorted by time, cut where the time jumps by >= gap."""
     per_key: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         per_key[row["district"]].append(row)
@@ -346,7 +345,7 @@ def session_expected(rows: list[dict], gap: int) -> dict[tuple, dict]:
         members.sort(key=lambda r: r["ts"])
         sessions = [[members[0]]]
         for previous, row in zip(members, members[1:], strict=False):
-            if row["ts"] - previous["ts"] > gap:
+            if row["ts"] - previous["ts"] >= gap:
                 sessions.append([])
             sessions[-1].append(row)
         for session in sessions:

@@ -40,7 +40,7 @@ REL_TOL = 1e-9
 KNOWN_FAILURES: dict[str, str] = {}
 
 # A handful of queries also run on Ray and must give the inline executor's rows.
-ON_RAY = ("tumble_tvf", "temporal_join", "interval_join", "group_by_having")
+ON_RAY = ("tumble_tvf", "temporal_join", "interval_join", "group_by_having", "window_join", "regular_join", "session_tvf")
 
 
 def _queries() -> list[Path]:

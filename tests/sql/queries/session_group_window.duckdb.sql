@@ -3,7 +3,7 @@ WITH ordered AS (
     FROM bid
 ),
 numbered AS (
-    SELECT *, sum(CASE WHEN previous IS NULL OR t - previous > 5000 THEN 1 ELSE 0 END)
+    SELECT *, sum(CASE WHEN previous IS NULL OR t - previous >= 5000 THEN 1 ELSE 0 END)
         OVER (PARTITION BY bidder ORDER BY t ROWS UNBOUNDED PRECEDING) AS session
     FROM ordered
 )

@@ -1,7 +1,7 @@
 WITH ordered AS (
     SELECT district, ts,
         CASE WHEN lag(ts) OVER (PARTITION BY district ORDER BY ts) IS NULL
-               OR ts - lag(ts) OVER (PARTITION BY district ORDER BY ts) > INTERVAL '3' SECOND THEN 1 ELSE 0 END AS starts
+               OR ts - lag(ts) OVER (PARTITION BY district ORDER BY ts) >= INTERVAL '3' SECOND THEN 1 ELSE 0 END AS starts
     FROM detections
 ), numbered AS (
     SELECT district, ts, sum(starts) OVER (PARTITION BY district ORDER BY ts ROWS UNBOUNDED PRECEDING) AS session

@@ -1,11 +1,11 @@
--- Gaps and islands: a session starts where the previous row of the camera is more than 8 s
+-- Gaps and islands: a session starts where the previous row of the camera is 8 s or more
 -- before; it spans [first row, last row + gap).
 WITH ordered AS (
     SELECT *, epoch_ms(ts) AS t, lag(epoch_ms(ts)) OVER (PARTITION BY camera ORDER BY ts) AS previous
     FROM detections
 ),
 numbered AS (
-    SELECT *, sum(CASE WHEN previous IS NULL OR t - previous > 8000 THEN 1 ELSE 0 END)
+    SELECT *, sum(CASE WHEN previous IS NULL OR t - previous >= 8000 THEN 1 ELSE 0 END)
         OVER (PARTITION BY camera ORDER BY t ROWS UNBOUNDED PRECEDING) AS session
     FROM ordered
 )
