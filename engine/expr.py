@@ -213,6 +213,8 @@ def _options(function: str, options: dict[str, Any]) -> pc.FunctionOptions:
         "round": pc.RoundOptions,
         "utf8_lpad": pc.PadOptions,
         "day_of_week": pc.DayOfWeekOptions,
+        "max_element_wise": pc.ElementWiseAggregateOptions,
+        "min_element_wise": pc.ElementWiseAggregateOptions,
         "utf8_slice_codeunits": pc.SliceOptions,
         "match_substring": pc.MatchSubstringOptions,
         "match_like": pc.MatchSubstringOptions,

@@ -432,7 +432,8 @@ class ExpressionCompiler:
             )
         if isinstance(node, (exp.Greatest, exp.Least)):
             function = "max_element_wise" if isinstance(node, exp.Greatest) else "min_element_wise"
-            return self._checked(node, Call(function, tuple(self._compile(a) for a in args)))
+            # NULL when any argument is NULL, as in Flink (Arrow skips nulls by default).
+            return self._checked(node, Call(function, tuple(self._compile(a) for a in args), {"skip_nulls": False}))
         if isinstance(node, exp.Replace) or name == "REPLACE":
             if isinstance(node, exp.Replace):
                 args = [a for a in (node.this, node.expression, node.args.get("replacement")) if a is not None]

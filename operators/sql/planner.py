@@ -250,6 +250,8 @@ class Planner:
         )
 
     def _create_view(self, node: exp.Create) -> None:
+        if isinstance(node.this, exp.Schema):
+            raise self.src.error("CREATE VIEW v (columns) is not supported", node.this, "name the columns with AS in the SELECT")
         name = node.this.name
         if name.lower() in self.tables or name.lower() in self.views:
             raise self.src.error(f"table or view '{name}' is already defined", node.this)
