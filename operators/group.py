@@ -3,11 +3,14 @@
 Per key, the aggregates of every row so far. On each watermark the keys that changed since
 the last one are emitted with their new values: ``+I`` the first time, ``+U`` after, ``-D``
 when a key that was emitted no longer passes HAVING (as Flink's upsert streams). State is
-one partial row per key (two-phase aggregation), so it grows with the number of keys.
+one partial row per key (two-phase aggregation), so it grows with the number of keys; it is
+kept in segments indexed by key hash, so a watermark costs about its changed keys, not the
+whole state.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,53 @@ def updating_schema(key_fields: list[pa.Field], agg_fields: list[pa.Field]) -> p
     return pa.schema([*key_fields, *agg_fields, pa.field(OP_COLUMN, pa.string())])
 
 
+@dataclass
+class _Segment:
+    """Rows of the state (the main partial table, then each distinct table), indexed by key
+    hash; rows replaced by a newer segment are marked dead, not removed."""
+
+    tables: list[pa.Table]
+    hashes: list[np.ndarray]  # per table, per row
+    sorted_hashes: list[np.ndarray]
+    order: list[np.ndarray]  # row of each sorted hash
+    alive: list[np.ndarray]
+    emitted: np.ndarray  # per main row: its key's last change was emitted (passed HAVING)
+
+    @staticmethod
+    def of(tables: list[pa.Table], hashes: list[np.ndarray], emitted: np.ndarray) -> _Segment:
+        orders = [np.argsort(h, kind="stable") for h in hashes]
+        sorted_hashes = [h[o] for h, o in zip(hashes, orders, strict=True)]
+        return _Segment(tables, hashes, sorted_hashes, orders, [np.ones(len(h), bool) for h in hashes], emitted)
+
+    @property
+    def live(self) -> int:
+        return int(self.alive[0].sum())
+
+    def take_keys(self, touched: np.ndarray) -> list[np.ndarray]:
+        """Per table, the live rows whose key hash is in ``touched`` (sorted, unique); they are
+        marked dead (the caller merges them into a newer segment)."""
+        found = []
+        for sorted_hashes, order, alive in zip(self.sorted_hashes, self.order, self.alive, strict=True):
+            low = np.searchsorted(sorted_hashes, touched, side="left")
+            high = np.searchsorted(sorted_hashes, touched, side="right")
+            counts = high - low
+            total = int(counts.sum())
+            positions = np.arange(total, dtype=np.int64) + np.repeat(low - (np.cumsum(counts) - counts), counts)
+            rows = order[positions]
+            rows = rows[alive[rows]]
+            alive[rows] = False
+            found.append(rows)
+        return found
+
+    def compacted(self) -> tuple[list[pa.Table], list[np.ndarray], np.ndarray]:
+        """The live rows, their hashes, and the main rows' emitted flags."""
+        return (
+            [t.filter(pa.array(a)) for t, a in zip(self.tables, self.alive, strict=True)],
+            [h[a] for h, a in zip(self.hashes, self.alive, strict=True)],
+            self.emitted[self.alive[0]],
+        )
+
+
 class UpdatingAggregate(Operator):
     """Keyed (or global) running aggregate with an optional HAVING predicate over its result."""
 
@@ -38,13 +88,11 @@ class UpdatingAggregate(Operator):
         self.schema = schema
         read = [a.column for a in aggregate.aggs if a.column] + ([aggregate.time_column] if aggregate.ordered else [])
         self.needed = list(dict.fromkeys(keys + read))
-        self.state: Partials | None = None
-        # The key hash of every state row (main table, then each distinct table), computed once
-        # when the row enters the state: finding the rows a watermark changes is then a numpy
-        # lookup, not a hash of every key in the state.
-        self.hashes: list[np.ndarray] = []
+        # The state in segments (a log-structured merge: the newest holds the keys the last
+        # watermark changed; segments of similar live size merge, dropping dead rows), so there
+        # are O(log keys) of them and a key is found by binary search on its hash.
+        self.segments: list[_Segment] = []
         self.pending: list[Partials] = []
-        self.emitted = np.empty(0, dtype=np.uint64)  # key hashes of the keys whose last change was emitted
 
     def process_batch(self, batch: pa.RecordBatch, input_index: int, out: Collector) -> None:
         if batch.num_rows:
@@ -59,23 +107,26 @@ class UpdatingAggregate(Operator):
     def _emit_changes(self, out: Collector) -> None:
         changed = self.aggregate.merge(self.pending, self.keys)
         self.pending = []
-        if self.state is None:
-            self.state, self.hashes = changed, self._hashes_of(changed)
-        else:
-            touched = self._key_hashes(changed.main)
-            masks = [np.isin(h, touched) for h in self.hashes]
-            tables = [self.state.main, *self.state.distinct]
-            old_rows = [t.filter(pa.array(m)) for t, m in zip(tables, masks, strict=True)]
-            kept = [t.filter(pa.array(~m)) for t, m in zip(tables, masks, strict=True)]
-            updated = self.aggregate.merge([Partials(old_rows[0], old_rows[1:]), changed], self.keys)
-            updated_hashes = self._hashes_of(updated)
-            merged = [pa.concat_tables([k, u]) for k, u in zip(kept, [updated.main, *updated.distinct], strict=True)]
-            self.state = Partials(merged[0], merged[1:])
-            self.hashes = [np.concatenate([h[~m], u]) for h, m, u in zip(self.hashes, masks, updated_hashes, strict=True)]
-            changed = updated
+        touched = np.unique(self._key_hashes(changed.main))
+        previous: list[list[pa.Table]] = [[] for _ in range(1 + len(changed.distinct))]
+        was_emitted = []  # key hashes of the changed keys whose last change was emitted
+        for segment in self.segments:
+            for i, rows in enumerate(segment.take_keys(touched)):
+                if len(rows):
+                    previous[i].append(segment.tables[i].take(pa.array(rows)))
+                    if i == 0:
+                        was_emitted.append(segment.hashes[0][rows[segment.emitted[rows]]])
+        if previous[0]:
+            # The keys' earlier partials merge with the change: their new values.
+            earlier = [
+                pa.concat_tables(p) if p else t.schema.empty_table()
+                for p, t in zip(previous, [changed.main, *changed.distinct], strict=True)
+            ]
+            changed = self.aggregate.merge([Partials(earlier[0], earlier[1:]), changed], self.keys)
+        changed_hashes = self._hashes_of(changed)
         result = self.aggregate.finalize([changed], self.keys)
         hashes = self._key_hashes(result)
-        before = np.isin(hashes, self.emitted)
+        before = np.isin(hashes, np.concatenate(was_emitted)) if was_emitted else np.zeros(len(hashes), bool)
         if self.having is not None:
             batch = result.combine_chunks().to_batches()[0] if result.num_rows else None
             passed = (
@@ -89,12 +140,30 @@ class UpdatingAggregate(Operator):
         codes[passed & ~before] = 0
         codes[passed & before] = 1
         codes[~passed & before] = 2
-        self.emitted = np.union1d(np.setdiff1d(self.emitted, hashes[~passed & before]), hashes[passed])
+        emitted = np.isin(changed_hashes[0], hashes[passed])
+        self.segments.append(_Segment.of([changed.main, *changed.distinct], changed_hashes, emitted))
+        self._compact()
         said = codes >= 0
         ops = pa.DictionaryArray.from_arrays(pa.array(codes[said]), _OPS).cast(pa.string())
         table = result.filter(pa.array(said)).append_column(OP_COLUMN, ops)
         for batch in table.cast(self.schema).to_batches():
             out.emit(batch)
+
+    def _compact(self) -> None:
+        while len(self.segments) > 1 and self.segments[-1].live * 2 >= self.segments[-2].live:
+            newer, older = self.segments.pop(), self.segments.pop()
+            (old_tables, old_hashes, old_emitted), (new_tables, new_hashes, new_emitted) = older.compacted(), newer.compacted()
+            tables = [pa.concat_tables([a, b]).combine_chunks() for a, b in zip(old_tables, new_tables, strict=True)]
+            hashes = [np.concatenate([a, b]) for a, b in zip(old_hashes, new_hashes, strict=True)]
+            self.segments.append(_Segment.of(tables, hashes, np.concatenate([old_emitted, new_emitted])))
+
+    def _state(self) -> Partials | None:
+        """Every live state row, as one Partials (for snapshots)."""
+        if not self.segments:
+            return None
+        parts = [segment.compacted()[0] for segment in self.segments]
+        tables = [pa.concat_tables([p[i] for p in parts]) for i in range(len(parts[0]))]
+        return Partials(tables[0], tables[1:])
 
     def _hashes_of(self, partials: Partials) -> list[np.ndarray]:
         return [self._key_hashes(partials.main), *(self._key_hashes(t) for t in partials.distinct)]
@@ -105,9 +174,13 @@ class UpdatingAggregate(Operator):
         return hash_keys(table.combine_chunks(), self.keys).astype(np.uint64)
 
     def snapshot(self) -> Any:
-        return {"state": self.state, "emitted": self.emitted.tolist()}
+        emitted = [segment.compacted()[2] for segment in self.segments]
+        return {"state": self._state(), "emitted": np.concatenate(emitted).tolist() if emitted else []}
 
     def restore(self, state: Any) -> None:
-        self.state = state["state"]
-        self.hashes = self._hashes_of(self.state) if self.state is not None else []
+        restored = state["state"]
+        self.segments = []
+        if restored is not None:
+            emitted = np.array(state["emitted"], dtype=bool)
+            self.segments = [_Segment.of([restored.main, *restored.distinct], self._hashes_of(restored), emitted)]
         self.emitted = np.array(state["emitted"], dtype=np.uint64)
