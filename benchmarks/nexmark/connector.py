@@ -41,7 +41,7 @@ OPTIONS = {
     "events.per.second": "simulated event rate that spaces the timestamps (default 10000)",
     "seed": "seed of the random values (default 0)",
     "out.of.order.group": "events are shuffled within groups of this many (default 1: in order)",
-    "batch.size": "event ids per generated block (default 10000)",
+    "batch.size": "event ids per generated block (default: enough for about 10000 rows of the table's kind)",
 }
 
 
@@ -93,6 +93,11 @@ class _NexmarkTables:
         if kind not in KINDS:
             raise SqlError(f"table '{table.name}': option 'kind' = '{kind}' is not allowed; kinds: {', '.join(KINDS)}")
         config = table_config(table, self.config)
+        if "batch.size" not in table.options:
+            # Batches of about batch_size rows of this kind, as other sources give: a block of
+            # 10,000 event ids holds only 200 persons, and per-batch costs would dominate.
+            share = {"person": config.person_proportion, "auction": config.auction_proportion, "bid": config.bid_proportion}[kind]
+            config = replace(config, batch_size=-(-config.batch_size * config.total_proportion // share))
         if table.out_of_orderness_ms < config.max_out_of_orderness_ms:
             raise SqlError(
                 f"table '{table.name}': the watermark allows {table.out_of_orderness_ms} ms of out-of-orderness, but with "

@@ -2,6 +2,7 @@
 
 import json
 from collections import Counter
+from dataclasses import replace
 from decimal import Decimal
 
 import duckdb
@@ -171,7 +172,14 @@ def test_kind_rows_counts_what_the_generator_makes(tables):
 
 
 def test_job_sources_name_the_tables_a_query_reads():
-    assert job_sources(compile_query("q2", CONFIG)) == [("bid", CONFIG)]
+    # Blocks are sized so that a batch holds about batch_size rows of the table's kind.
+    bids = replace(CONFIG, batch_size=-(-CONFIG.batch_size * 50 // 46))
+    assert job_sources(compile_query("q2", CONFIG)) == [("bid", bids)]
+    persons, auctions = (
+        replace(CONFIG, batch_size=CONFIG.batch_size * 50),
+        replace(CONFIG, batch_size=-(-CONFIG.batch_size * 50 // 3)),
+    )
+    assert sorted(job_sources(compile_query("q3", CONFIG))) == sorted([("auction", auctions), ("person", persons)])
 
 
 # ---- the connector ----------------------------------------------------------------------------
