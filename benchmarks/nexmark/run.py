@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from benchmarks.nexmark.connector import nexmark_connectors
+from benchmarks.nexmark.connector import nexmark_connectors, sized_for_kind
 from benchmarks.nexmark.generator import KINDS, NexmarkConfig, NexmarkKind, NexmarkSource, generate_block
 from engine import InlineExecutor, build_plan
 from engine.errors import CitystreamError
@@ -44,16 +44,16 @@ RESULTS = Path(__file__).parents[1] / "results"
 QUERIES = ("q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11")
 Sink = Literal["blackhole", "collect"]
 
-# Events per query by default, so that each runs for roughly 5-20 s on one core (measured on a
-# busy 2-core machine; q3, q5 and q8 did not compile when these were set, so theirs are guesses).
+# Events per query by default, so that each runs for roughly 3-20 s on one core (measured on a
+# busy 2-core machine).
 DEFAULT_EVENTS = {
     "q0": 100_000_000,
     "q1": 100_000_000,
     "q2": 100_000_000,
-    "q3": 20_000_000,
+    "q3": 100_000_000,
     "q5": 10_000_000,
     "q7": 10_000_000,
-    "q8": 50_000_000,
+    "q8": 100_000_000,
     "q11": 30_000_000,
 }
 BASELINE_EVENTS = 100_000_000
@@ -224,7 +224,7 @@ def measure_generator(kinds: tuple[NexmarkKind, ...], config: NexmarkConfig, rep
         rows = 0
         began, cpu_began = time.perf_counter(), time.process_time()
         for kind in kinds:
-            source = NexmarkSource(kind, config)
+            source = NexmarkSource(kind, sized_for_kind(config, kind))  # as the queries' tables read it
             source.open(0, 1)
             while isinstance(batch := source.poll(), pa.RecordBatch):
                 rows += batch.num_rows

@@ -17,6 +17,7 @@ from engine.partitioning import hash_keys
 from engine.timeutil import MIN_WATERMARK, clamp, time_values
 
 REGULAR_JOIN_TYPES = ("inner",)
+_MAX_CHUNKS = 16  # of a side's run, before its chunks are combined into one
 
 
 def equi_pairs(left: pa.Table, right: pa.Table, left_keys: list[str], right_keys: list[str]) -> tuple[pa.Array, pa.Array]:
@@ -108,9 +109,11 @@ class _SideBuffer:
         self.runs.append(_Run.of(table, row_hashes, self._oldest_of(table)))
         while len(self.runs) > 1 and self.runs[-1].table.num_rows * 2 >= self.runs[-2].table.num_rows:
             newer, older = self.runs.pop(), self.runs.pop()
-            # Zero-copy: the chunks are only listed together (copying wide rows, as Nexmark's
-            # persons and auctions, at every merge cost more than the whole probe).
+            # Listed together, zero-copy, until the run has many chunks: copying rows at every
+            # merge costs more than probing, but a take from thousands of chunks costs more still.
             merged = pa.concat_tables([older.table, newer.table])
+            if merged.column(0).num_chunks > _MAX_CHUNKS:
+                merged = merged.combine_chunks()
             hashes = np.concatenate([older.row_hashes, newer.row_hashes])
             self.runs.append(_Run.of(merged, hashes, min(older.oldest, newer.oldest)))
 
