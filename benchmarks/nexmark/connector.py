@@ -62,6 +62,14 @@ def register_nexmark(connectors: Connectors, config: NexmarkConfig | None = None
     connectors.register(SourceConnector(CONNECTOR, _NexmarkTables(config or NexmarkConfig()), OPTIONS, ("kind",), parallel=True))
 
 
+def sized_for_kind(config: NexmarkConfig, kind: NexmarkKind) -> NexmarkConfig:
+    """``config`` with blocks of event ids that hold about ``batch_size`` rows of ``kind``, as
+    other sources give: a block of 10,000 event ids holds only 200 persons, and per-batch
+    costs would dominate the queries over persons and auctions."""
+    share = {"person": config.person_proportion, "auction": config.auction_proportion, "bid": config.bid_proportion}[kind]
+    return replace(config, batch_size=-(-config.batch_size * config.total_proportion // share))
+
+
 def table_config(table: TableDef, config: NexmarkConfig) -> NexmarkConfig:
     """``config`` with the table's options applied."""
     changes: dict[str, int] = {}
@@ -94,10 +102,7 @@ class _NexmarkTables:
             raise SqlError(f"table '{table.name}': option 'kind' = '{kind}' is not allowed; kinds: {', '.join(KINDS)}")
         config = table_config(table, self.config)
         if "batch.size" not in table.options:
-            # Batches of about batch_size rows of this kind, as other sources give: a block of
-            # 10,000 event ids holds only 200 persons, and per-batch costs would dominate.
-            share = {"person": config.person_proportion, "auction": config.auction_proportion, "bid": config.bid_proportion}[kind]
-            config = replace(config, batch_size=-(-config.batch_size * config.total_proportion // share))
+            config = sized_for_kind(config, kind)
         if table.out_of_orderness_ms < config.max_out_of_orderness_ms:
             raise SqlError(
                 f"table '{table.name}': the watermark allows {table.out_of_orderness_ms} ms of out-of-orderness, but with "
