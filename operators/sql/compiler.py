@@ -148,6 +148,9 @@ def compile_sql(
             column -= len(highlight) - 1  # sqlglot reports the token's last column; point at its first
         raise src.error_at(f"syntax error: {description}", line, column, width=max(len(highlight), 1)) from None
     except TokenError as exc:
+        quote = _unclosed_quote(text)
+        if quote is not None:
+            raise src.error_at_offset("syntax error: a quoted string or name is not closed", quote, 1) from None
         raise SqlError(f"syntax error: {exc}") from None
     if not statements:
         raise SqlError("no SQL statement to run")
@@ -171,6 +174,28 @@ def _quiet_sqlglot() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+def _unclosed_quote(text: str) -> int | None:
+    """Where a quote that is never closed starts ('...' or "..."; doubled quotes escape)."""
+    opened: tuple[str, int] | None = None
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if opened is None:
+            if text.startswith("--", i):
+                end = text.find("\n", i)
+                i = len(text) if end < 0 else end
+                continue
+            if char in "'\"":
+                opened = (char, i)
+        elif char == opened[0]:
+            if text.startswith(char * 2, i):
+                i += 1
+            else:
+                opened = None
+        i += 1
+    return opened[1] if opened else None
 
 
 def _without_comments(text: str) -> str:

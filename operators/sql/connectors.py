@@ -16,6 +16,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from engine.dataflow import Dataflow, Stream
+from engine.expr import Expr, col
 from engine.sources import Source, TableSource
 from engine.timeutil import EVENT_TIME_TYPE, normalize_event_time
 from operators.sql.errors import SourceText, SqlError
@@ -31,6 +32,7 @@ class TableDef:
     out_of_orderness_ms: int
     options: dict[str, str]
     node: exp.Expr
+    not_null: tuple[str, ...] = ()  # rows with NULL in these columns go to the dead letters
 
     @property
     def connector(self) -> str:
@@ -124,6 +126,7 @@ class Connectors:
                 table.out_of_orderness_ms,
                 {"path": str(self.files[table.name.lower()])},
                 table.node,
+                table.not_null,
             )
         try:
             source = connector.make(table, self)
@@ -132,11 +135,13 @@ class Connectors:
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise src.error(f"table '{table.name}': {exc}", _name_node(table)) from None
         assert table.time is not None
+        checks: dict[str, Expr] = {f"NULL in column '{c}', declared NOT NULL": col(c).is_valid() for c in table.not_null}
         return flow.source(
             table.name,
             source,
             table.time,
             table.out_of_orderness_ms,
+            validate=checks or None,
             parallelism=connector.partitions(table) if connector.partitions else parallelism if connector.parallel else 1,
         )
 

@@ -184,6 +184,7 @@ class Planner:
         if name.lower() in self.tables or name.lower() in self.views:
             raise self.src.error(f"table or view '{name}' is already defined", schema_node.this)
         fields: list[pa.Field] = []
+        not_null: list[str] = []
         watermark = None
         for item in schema_node.expressions:
             if isinstance(item, exp.ColumnDef):
@@ -196,6 +197,15 @@ class Planner:
                     )
                 if any(f.name.lower() == item.name.lower() for f in fields):
                     raise self.src.error(f"column '{item.name}' is declared twice", item)
+                for constraint in item.args.get("constraints") or []:
+                    kind = constraint.args.get("kind")
+                    if isinstance(kind, exp.NotNullColumnConstraint):
+                        if not kind.args.get("allow_null"):
+                            not_null.append(item.name)
+                        continue
+                    raise self.src.error(
+                        f"column '{item.name}': this constraint is not supported", constraint, "columns may say NOT NULL"
+                    )
                 fields.append(pa.field(item.name, data_type))
             elif isinstance(item, exp.WatermarkColumnConstraint):
                 watermark = item
@@ -214,7 +224,7 @@ class Planner:
         for prop in properties.expressions if properties is not None else []:
             if isinstance(prop, exp.Property):
                 options[prop.name.lower()] = prop.args["value"].name
-        table = TableDef(name, schema, time_column, delay, options, node)
+        table = TableDef(name, schema, time_column, delay, options, node, tuple(not_null))
         self.connectors.check(self.src, table)
         self.tables[name.lower()] = table
 
