@@ -16,6 +16,7 @@ import pyarrow as pa
 from actors.topology import City
 from engine.sources import Source
 from operators.sql import Connectors, SourceConnector, SqlJob, TableDef
+from operators.sql.compiler import as_named
 from operators.sql.errors import SqlError
 
 STREAMS = ("detections", "weather")
@@ -121,10 +122,7 @@ class RowPrinter:
         job = self.job()
         if job is None or table.num_rows == 0:
             return
-        output = job.outputs[name]
-        shown = table.select(output.physical).rename_columns(output.columns)
-        if output.updating is not None:
-            shown = shown.append_column("op", table.column("__op"))
+        shown = as_named(job.outputs[name], table)
         if name not in self.headers:
             self.headers.add(name)
             print(f"[{name}] " + " | ".join(shown.column_names), file=self.out, flush=True)

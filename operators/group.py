@@ -19,6 +19,7 @@ import pyarrow as pa
 from engine.expr import Expr, as_array
 from engine.operator import Collector, Operator
 from engine.partitioning import hash_keys
+from operators.keys import hash_matches
 from operators.window.aggregates import Partials, TwoPhaseAggregate
 
 OP_COLUMN = "__op"
@@ -58,12 +59,7 @@ class _Segment:
         marked dead (the caller merges them into a newer segment)."""
         found = []
         for sorted_hashes, order, alive in zip(self.sorted_hashes, self.order, self.alive, strict=True):
-            low = np.searchsorted(sorted_hashes, touched, side="left")
-            high = np.searchsorted(sorted_hashes, touched, side="right")
-            counts = high - low
-            total = int(counts.sum())
-            positions = np.arange(total, dtype=np.int64) + np.repeat(low - (np.cumsum(counts) - counts), counts)
-            rows = order[positions]
+            _, rows = hash_matches(sorted_hashes, order, touched)
             rows = rows[alive[rows]]
             alive[rows] = False
             found.append(rows)

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+
+def hash_matches(sorted_hashes: np.ndarray, order: np.ndarray, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (probe index, row) where a probe's hash equals a row's, by binary search in an
+    index of rows sorted by key hash (``order[i]`` is the row of ``sorted_hashes[i]``)."""
+    low = np.searchsorted(sorted_hashes, probes, side="left")
+    counts = np.searchsorted(sorted_hashes, probes, side="right") - low
+    total = int(counts.sum())
+    probe_rows = np.repeat(np.arange(len(probes), dtype=np.int64), counts)
+    positions = np.arange(total, dtype=np.int64) + np.repeat(low - (np.cumsum(counts) - counts), counts)
+    return probe_rows, order[positions]
 
 
 def key_change(table: pa.Table, keys: list[str]) -> pa.Array:

@@ -24,6 +24,7 @@ from benchmarks.nexmark.generator import KINDS, SCHEMAS, NexmarkConfig, NexmarkK
 from engine.errors import OptionError
 from engine.sources import EndOfInput, Source
 from operators.sql import Connectors, SourceConnector, SqlError, TableDef
+from operators.sql.connectors import int_option
 
 CONNECTOR = "nexmark"
 
@@ -74,16 +75,9 @@ def table_config(table: TableDef, config: NexmarkConfig) -> NexmarkConfig:
     """``config`` with the table's options applied."""
     changes: dict[str, int] = {}
     for option, (field, low) in _CONFIG_OPTIONS.items():
-        text = table.options.get(option)
-        if text is None:
-            continue
-        try:
-            value = int(text)
-        except ValueError:
-            raise SqlError(f"table '{table.name}': option '{option}' must be an integer, not '{text}'") from None
-        if low is not None and value < low:
-            raise SqlError(f"table '{table.name}': option '{option}' must be >= {low}, not {value}")
-        changes[field] = value
+        value = int_option(table, option, None, low)
+        if value is not None:
+            changes[field] = value
     try:
         return replace(config, **changes)  # type: ignore[arg-type]
     except OptionError as exc:

@@ -15,6 +15,7 @@ from engine.expr import Expr
 from engine.operator import Collector, Operator
 from engine.partitioning import hash_keys
 from engine.timeutil import MIN_WATERMARK, clamp, time_values
+from operators.keys import hash_matches
 
 REGULAR_JOIN_TYPES = ("inner",)
 _MAX_CHUNKS = 16  # of a side's run, before its chunks are combined into one
@@ -121,15 +122,9 @@ class _SideBuffer:
         """For each run, (run, probe rows, run rows) of the pairs whose key hashes are equal."""
         found = []
         for run in self.runs:
-            low = np.searchsorted(run.hashes, row_hashes, side="left")
-            high = np.searchsorted(run.hashes, row_hashes, side="right")
-            counts = high - low
-            total = int(counts.sum())
-            if total == 0:
-                continue
-            probe_rows = np.repeat(np.arange(len(row_hashes), dtype=np.int64), counts)
-            starts = np.repeat(low - (np.cumsum(counts) - counts), counts)
-            found.append((run, probe_rows, run.order[np.arange(total, dtype=np.int64) + starts]))
+            probe_rows, rows = hash_matches(run.hashes, run.order, row_hashes)
+            if len(rows):
+                found.append((run, probe_rows, rows))
         return found
 
     def expire(self, limit: int) -> None:

@@ -69,11 +69,7 @@ class SqlResult:
         """Every row the output received in order; an updating result keeps its change kind
         in column ``op`` (+I insert, +U update, -D delete)."""
         output = self._output(name)
-        table = self.result.table(output.name)
-        shown = table.select(output.physical).rename_columns(output.columns)
-        if output.updating is not None:
-            shown = shown.append_column("op", table.column(OP_COLUMN))
-        return shown
+        return as_named(output, self.result.table(output.name))
 
     def table(self, name: str | None = None) -> pa.Table:
         """The output's rows; for an updating result, the final row of each key (deleted keys
@@ -87,6 +83,14 @@ class SqlResult:
     def counts(self) -> dict[str, int]:
         """Rows that went to side outputs nothing read (late rows, dead letters), by output."""
         return self.result.unconsumed()
+
+
+def as_named(output: SqlOutput, table: pa.Table) -> pa.Table:
+    """Rows a sink received, with the columns SQL named (and ``op`` for a changelog)."""
+    shown = table.select(output.physical).rename_columns(output.columns)
+    if output.updating is not None:
+        shown = shown.append_column("op", table.column(OP_COLUMN))
+    return shown
 
 
 def final_rows(changelog: pa.Table, keys: list[str]) -> pa.Table:

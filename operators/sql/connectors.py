@@ -160,17 +160,19 @@ class Connectors:
             raise SqlError(f"table '{table.name}': connector '{table.connector}' needs the option '{name}'")
         return value
 
-    def int_option(self, table: TableDef, name: str, default: int) -> int:
-        text = table.options.get(name)
-        if text is None:
-            return default
-        try:
-            value = int(text)
-        except ValueError:
-            raise SqlError(f"table '{table.name}': option '{name}' must be an integer, not '{text}'") from None
-        if value < 1:
-            raise SqlError(f"table '{table.name}': option '{name}' must be >= 1, not {value}")
-        return value
+
+def int_option(table: TableDef, name: str, default: int | None, low: int | None = 1) -> int | None:
+    """A table's integer option (``default`` when not given), at least ``low``."""
+    text = table.options.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise SqlError(f"table '{table.name}': option '{name}' must be an integer, not '{text}'") from None
+    if low is not None and value < low:
+        raise SqlError(f"table '{table.name}': option '{name}' must be >= {low}, not {value}")
+    return value
 
 
 def _name_node(table: TableDef) -> exp.Expr:
@@ -225,7 +227,7 @@ def _memory(table: TableDef, connectors: Connectors) -> Source:
         raise SqlError(
             f"table '{table.name}': no in-memory table '{key}' was given; given: {', '.join(connectors.tables) or 'none'}"
         )
-    return TableSource(conform(data, table), connectors.int_option(table, "batch.size", 10_000))
+    return TableSource(conform(data, table), int_option(table, "batch.size", 10_000) or 10_000)
 
 
 def _file(table: TableDef, connectors: Connectors) -> Source:
@@ -234,7 +236,7 @@ def _file(table: TableDef, connectors: Connectors) -> Source:
         path = connectors.base_dir / path
     fmt = table.options.get("format") or path.suffix.lstrip(".").lower()
     data = read_file(path, fmt, table)
-    return TableSource(conform(data, table), connectors.int_option(table, "batch.size", 10_000))
+    return TableSource(conform(data, table), int_option(table, "batch.size", 10_000) or 10_000)
 
 
 def read_file(path: Path, fmt: str, table: TableDef | None = None) -> pa.Table:

@@ -161,6 +161,17 @@ class ExpressionCompiler:
         self.type_of(expr, node)
         return expr
 
+    def condition(self, conjuncts: list[exp.Expr], clause: str) -> Expr:
+        """The AND of boolean conditions (WHERE, ON, HAVING); a non-boolean one is an error."""
+        predicate: Expr | None = None
+        for conjunct in conjuncts:
+            part = self.compile(conjunct)
+            if self.type_of(part, conjunct) not in (pa.bool_(), pa.null()):
+                raise self.src.error(f"{clause} needs a boolean condition", conjunct)
+            predicate = part if predicate is None else predicate & part
+        assert predicate is not None, "no condition to compile"
+        return predicate
+
     def type_of(self, expr: Expr, node: exp.Expr) -> pa.DataType:
         try:
             return expr.output_type(self.scope.schema)

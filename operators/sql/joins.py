@@ -16,6 +16,7 @@ from sqlglot import exp
 
 from engine.errors import CitystreamError
 from engine.expr import Expr
+from operators.join.common import join_schema, right_columns
 from operators.sql.expressions import ExpressionCompiler, Field, Scope
 from operators.sql.types import interval_ms
 
@@ -261,13 +262,10 @@ def _joined(
 ) -> Relation:
     from operators.sql.planner import Relation
 
-    left_names = set(left.schema.names)
-    fields = list(left.fields)
-    for f in right.fields:
-        if f.physical in dropped:
-            fields.append(replace(f, physical=dropped[f.physical]))
-        else:
-            fields.append(replace(f, physical=prefix + f.physical if f.physical in left_names else f.physical))
+    # The engine names the right's columns (operators/join/common.right_columns); the dropped
+    # ones (keys equal to the left's) are read from the left's columns.
+    named = dict(right_columns("join", left.schema, right.schema, list(dropped), prefix)) | dropped
+    fields = list(left.fields) + [replace(f, physical=named[f.physical]) for f in right.fields]
     return Relation(stream, fields, window=window)  # type: ignore[arg-type]
 
 
@@ -329,17 +327,7 @@ def _regular(planner, left, right, node, equi, residual, name, prefix) -> Relati
     with planner._located(node):
         stream = left.stream.key_by(*left_keys).join(right.stream.key_by(*right_keys), ttl=ttl, right_prefix=prefix, name=name)
     joined = _joined(left, right, stream, dict(zip(right_keys, left_keys, strict=True)), prefix, None)
-    if residual:
-        # After a regular join there is no event time; a residual condition is a plain filter.
-        compiler = ExpressionCompiler(planner.src, joined.scope("ON"))
-        predicate: Expr | None = None
-        for conjunct in residual:
-            part = compiler.compile(conjunct)
-            predicate = part if predicate is None else predicate & part
-        assert predicate is not None
-        with planner._located(node):
-            joined = replace(joined, stream=joined.stream.filter(predicate, name=planner._op_name("on")))
-    return joined
+    return _filter_residual(planner, joined, residual, node)
 
 
 def _window_join(planner, left, right, node, side, keys, residual, name, prefix) -> Relation:  # type: ignore[no-untyped-def]
@@ -354,12 +342,11 @@ def _window_join(planner, left, right, node, side, keys, residual, name, prefix)
     if how in ("left", "full"):
         dropped = {}  # the right keeps its own keys and window: NULL where no right row matched
     if residual:
-        preview = _joined(left, right, None, dropped, prefix, None)
-        schema = _join_schema(left, right, dropped, prefix)
-        compiler = ExpressionCompiler(planner.src, Scope(preview.fields, schema, context="ON"))
-        for conjunct in residual:
-            part = compiler.compile(conjunct)
-            condition = part if condition is None else condition & part
+        with planner._located(node):
+            preview = _joined(left, right, None, dropped, prefix, None)
+            pairs = right_columns("join", left.schema, right.schema, list(dropped), prefix)
+        scope = Scope(preview.fields, join_schema(left.schema, right.schema, pairs), context="ON")
+        condition = ExpressionCompiler(planner.src, scope).condition(residual, "ON")
     with planner._located(node):
         left_stream = left.stream.key_by(*left_keys) if left_keys else left.stream
         right_stream = right.stream.key_by(*right_keys) if right_keys else right.stream
@@ -374,15 +361,6 @@ def _window_join(planner, left, right, node, side, keys, residual, name, prefix)
             keep_right_keys=how in ("left", "full"),
         )
     return _joined(left, right, stream, dropped, prefix, left.window)
-
-
-def _join_schema(left: Relation, right: Relation, dropped: dict[str, str], prefix: str) -> pa.Schema:
-    fields = list(left.schema)
-    for f in right.schema:
-        if f.name in dropped:
-            continue
-        fields.append(f.with_name(prefix + f.name if f.name in left.schema.names else f.name))
-    return pa.schema(fields)
 
 
 def _if_matched(matched: Expr, column: str, data_type: pa.DataType) -> Expr:

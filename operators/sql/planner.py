@@ -10,8 +10,8 @@ windows and joins need it downstream.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -148,12 +148,7 @@ class Planner:
         raise self.src.error("this statement is not supported", node, f"supported statements: {SUPPORTED_STATEMENTS}")
 
     def _unique_output(self, base: str) -> str:
-        if base not in self.outputs:
-            return base
-        for i in itertools.count(2):
-            if f"{base}_{i}" not in self.outputs:
-                return f"{base}_{i}"
-        raise AssertionError
+        return _unique(base, set(self.outputs), first=2)  # result, result_2, result_3 ...
 
     def _set(self, node: exp.Set) -> None:
         for item in node.expressions:
@@ -591,14 +586,7 @@ class Planner:
             raise self.src.error(
                 "WHERE over an updating (non-windowed GROUP BY) result is not supported", node, "filter with HAVING in that query"
             )
-        compiler = ExpressionCompiler(self.src, relation.scope("WHERE"))
-        predicate: Expr | None = None
-        for conjunct in conjuncts:
-            part = compiler.compile(conjunct)
-            if compiler.type_of(part, conjunct) != pa.bool_():
-                raise self.src.error("WHERE needs a boolean condition", conjunct)
-            predicate = part if predicate is None else predicate & part
-        assert predicate is not None
+        predicate = ExpressionCompiler(self.src, relation.scope("WHERE")).condition(conjuncts, "WHERE")
         with self._located(node):
             stream = relation.stream.filter(predicate, name=self._op_name("where"))
         return replace(relation, stream=stream)
@@ -832,12 +820,12 @@ class Planner:
                 having_expr = None
                 if having is not None:
                     having_scope = self._post_scope(relation, keys, key_fields, agg_columns, out_schema, {}, group_window)
-                    having_compiler = ExpressionCompiler(self.src, having_scope, aggregate=collect)
-                    having_expr = having_compiler.compile(having.this)
-                    if having_compiler.type_of(having_expr, having.this) != pa.bool_():
-                        raise self.src.error("HAVING needs a boolean condition", having.this)
+                    having_expr = ExpressionCompiler(self.src, having_scope, aggregate=collect).condition([having.this], "HAVING")
                 keyed = pre_stream.key_by(*key_physical) if key_physical else pre_stream
-                stream = _updating_stream(keyed, key_physical, aggregate, having_expr, out_schema, self._op_name("group_by"))
+                from operators.group import UpdatingAggregate
+
+                factory = partial(UpdatingAggregate, key_physical, aggregate, having_expr, out_schema)
+                stream = keyed.process(factory, out_schema, self._op_name("group_by"), timeless=True)
                 updating = key_physical
                 having = None  # applied inside the operator (a key that stops passing is deleted)
         post_schema = stream.schema
@@ -847,10 +835,7 @@ class Planner:
         if window_out.get("window_start") and window_out.get("window_end"):
             post.window = (window_out["window_start"], window_out["window_end"])
         if having is not None:
-            having_compiler = ExpressionCompiler(self.src, scope, aggregate=collect)
-            predicate = having_compiler.compile(having.this)
-            if having_compiler.type_of(predicate, having.this) != pa.bool_():
-                raise self.src.error("HAVING needs a boolean condition", having.this)
+            predicate = ExpressionCompiler(self.src, scope, aggregate=collect).condition([having.this], "HAVING")
             with self._located(having):
                 post = replace(post, stream=post.stream.filter(predicate, name=self._op_name("having")))
         items = list(node.expressions)
@@ -913,28 +898,6 @@ class Planner:
         return _Located(self.src, node)
 
 
-def _updating_stream(keyed: Stream, keys: list[str], aggregate: Any, having: Expr | None, schema: pa.Schema, name: str) -> Stream:
-    from operators.group import UpdatingAggregate
-
-    return keyed.process(
-        _UpdatingFactory(keys, aggregate, having, schema, UpdatingAggregate),
-        schema,
-        name,
-        timeless=True,
-    )
-
-
-class _UpdatingFactory:
-    """Makes the updating aggregate of each task (a class, not a lambda, so plans pickle)."""
-
-    def __init__(self, keys: list[str], aggregate: Any, having: Expr | None, schema: pa.Schema, kind: Callable[..., Any]) -> None:
-        self.args = (keys, aggregate, having, schema)
-        self.kind = kind
-
-    def __call__(self) -> Any:
-        return self.kind(*self.args)
-
-
 class _Located:
     """Turns an engine PlanError raised while building an operator into a SqlError at the SQL
     that asked for it."""
@@ -974,10 +937,10 @@ def _type_text(column: exp.ColumnDef) -> str:
     return kind.sql() if kind is not None else "(none)"
 
 
-def _unique(name: str, taken: set[str]) -> str:
+def _unique(name: str, taken: set[str], first: int = 1) -> str:
     if name not in taken:
         return name
-    for i in itertools.count(1):
+    for i in itertools.count(first):
         candidate = f"{name}_{i}"
         if candidate not in taken:
             return candidate
