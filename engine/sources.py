@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 
 from engine.expr import Expr, failed_checks
 from engine.operator import DEAD_LETTER, REASON_COLUMN, Collector, Operator
+from engine.state import StateError
 from engine.timeutil import EVENT_TIME_TYPE, MIN_WATERMARK, normalize_event_time
 from engine.watermarks import BoundedOutOfOrderness
 
@@ -33,8 +34,24 @@ class Source:
     def open(self, partition: int, partitions: int) -> None:
         """Prepares to read partition ``partition`` of ``partitions``."""
 
+    replayable: bool = False
+    """True if ``snapshot``/``restore`` give the source's place in its input (checkpoints need it)."""
+
     def poll(self) -> pa.RecordBatch | EndOfInput | None:
         raise NotImplementedError
+
+    def snapshot(self) -> Any:
+        """The source's place in its partition, taken between two polls on a checkpoint.
+
+        After ``open(partition, partitions)`` and ``restore(state)``, ``poll`` returns exactly
+        the batches that followed the snapshot. The value goes through ``engine.state``
+        (numbers, strings, lists, dicts, numpy and Arrow data).
+        """
+        raise StateError(f"{type(self).__name__} cannot be checkpointed: it cannot rewind to a place in its input")
+
+    def restore(self, state: Any) -> None:
+        """Goes back to the place ``snapshot`` returned (called after ``open``)."""
+        raise StateError(f"{type(self).__name__} cannot be restored from a checkpoint")
 
     def close(self) -> None:
         """Releases what the source holds."""

@@ -33,7 +33,15 @@ class EndOfStream:
     """Control message: nothing more will come on this channel."""
 
 
-Message: TypeAlias = pa.RecordBatch | Watermark | EndOfStream
+@dataclass(frozen=True)
+class Barrier:
+    """Control message: checkpoint ``checkpoint_id``; everything before it on this channel
+    belongs to the checkpoint, everything after it to the next one."""
+
+    checkpoint_id: int
+
+
+Message: TypeAlias = pa.RecordBatch | Watermark | EndOfStream | Barrier
 
 
 class Transport(Protocol):
