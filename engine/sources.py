@@ -53,6 +53,10 @@ class Source:
         """Goes back to the place ``snapshot`` returned (called after ``open``)."""
         raise StateError(f"{type(self).__name__} cannot be restored from a checkpoint")
 
+    def on_commit(self, checkpoint_id: int, state: Any) -> None:
+        """Checkpoint ``checkpoint_id`` completed everywhere; ``state`` is what ``snapshot``
+        returned for it. Input before that place will never be read again (a log may drop it)."""
+
     def close(self) -> None:
         """Releases what the source holds."""
 
