@@ -21,12 +21,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import CitystreamError, OptionError
-from engine.task import EndOfStream, Message, Watermark
+from engine.task import Barrier, EndOfStream, Message, Watermark
 
 # Kinds of the items of a frame's control list; each item is [kind, value].
 BATCH = 0  # value: index into the frame's batches
 WATERMARK = 1  # value: the watermark in ms
 END = 2  # value: unused
+BARRIER = 3  # value: the checkpoint id
 
 Ack = TypeVar("Ack")
 
@@ -66,6 +67,8 @@ def decode_frame(batches: Sequence[pa.RecordBatch], control: bytes) -> list[Mess
             messages.append(Watermark(value))
         elif kind == END:
             messages.append(EndOfStream())
+        elif kind == BARRIER:
+            messages.append(Barrier(value))
         else:
             raise CitystreamError(f"frame with an unknown control item kind {kind}")
     return messages
@@ -142,6 +145,11 @@ class ChannelWriter(Generic[Ack]):
                 self._append([WATERMARK, message.value])
         elif isinstance(message, EndOfStream):
             self._append([END, 0])
+            self.flush()
+        elif isinstance(message, Barrier):
+            # Sent at once: the receiver aligns on it, and every millisecond it lingers here
+            # is a millisecond its other channels are blocked.
+            self._append([BARRIER, message.checkpoint_id])
             self.flush()
         else:
             raise CitystreamError(f"a channel cannot carry {type(message).__name__}")

@@ -3,6 +3,7 @@ fixed order, so that a run is deterministic (tests, quick local runs)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -13,10 +14,32 @@ from typing import Any
 
 import pyarrow as pa
 
+from engine.checkpoint import (
+    Checkpoint,
+    CheckpointCoordinator,
+    CheckpointOptions,
+    CheckpointStorage,
+    restore_error,
+    task_key,
+)
 from engine.dataflow import Dataflow
 from engine.errors import CitystreamError, JobFailed
 from engine.plan import PhysicalPlan, build_plan
+from engine.state import EncodedState, StateError
 from engine.task import Message, Task, TaskMetrics
+
+logger = logging.getLogger(__name__)
+
+
+def check_replayable(plan: PhysicalPlan) -> None:
+    """Checkpoints need sources that can rewind; refuses a plan with one that cannot."""
+    for vertex in plan.vertices:
+        source = vertex.nodes[0].source
+        if source is not None and not source.replayable:
+            raise StateError(
+                f"source '{vertex.nodes[0].name}' ({type(source).__name__}) cannot rewind to a checkpoint: "
+                "run it without checkpoints, or use a replayable source (TableSource, the city's feeds, ...)"
+            )
 
 
 @dataclass
@@ -70,12 +93,45 @@ class InlineExecutor(Executor):
         idle_sleep: seconds to sleep when every source is idle and nothing is queued.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, idle_sleep: float = 0.001) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        idle_sleep: float = 0.001,
+        checkpoints: CheckpointOptions | None = None,
+    ) -> None:
         self.clock = clock
         self.idle_sleep = idle_sleep
+        self.checkpoints = checkpoints
+        self.restarts: list[str] = []  # why each recovery of the last run happened
 
     def run(self, flow: Dataflow | PhysicalPlan) -> JobResult:
+        """Runs the job; with checkpoints, a failed task makes the whole job restart from the
+        last complete checkpoint (at most ``max_restarts`` times)."""
         plan = self.plan_of(flow)
+        self.restarts = []
+        options = self.checkpoints
+        if options is None:
+            return self._run(plan, None, None)
+        coordinator = CheckpointCoordinator(CheckpointStorage(options.directory, plan.job), plan, options, self.clock)
+        check_replayable(plan)
+        restore = coordinator.latest() if options.restore else None
+        if options.restore and restore is None:
+            raise restore_error(plan.job, options.directory)
+        while True:
+            try:
+                return self._run(plan, coordinator, restore)
+            except JobFailed as exc:
+                coordinator.abort_all("the job failed")
+                if len(self.restarts) >= options.max_restarts:
+                    raise
+                restore = coordinator.latest()
+                reason = f"{exc} (restart {len(self.restarts) + 1} of {options.max_restarts}, from " + (
+                    f"checkpoint {restore.checkpoint_id})" if restore else "the beginning: no checkpoint yet)"
+                )
+                logger.warning("job %s: %s", plan.job, reason)
+                self.restarts.append(reason)
+
+    def _run(self, plan: PhysicalPlan, coordinator: CheckpointCoordinator | None, restore: Checkpoint | None) -> JobResult:
         queues: dict[tuple[int, int], list[deque[Message]]] = {}
 
         class _Queues:
@@ -89,11 +145,19 @@ class InlineExecutor(Executor):
                 task = Task(plan, vertex, subtask, transport)
                 queues[(vertex.id, subtask)] = [deque() for _ in task.channels]
                 tasks.append(task)
+        if coordinator is not None:
+            self._checkpointing(tasks, coordinator, restore)
         sources = [t for t in tasks if t.source is not None]
         while not all(t.finished for t in tasks):
             produced = False
             for task in sources:
                 produced |= self._guard(task, task.poll_source)
+            if coordinator is not None and coordinator.due():
+                checkpoint_id = coordinator.begin()
+                for task in sources:
+                    if not task.trigger_checkpoint(checkpoint_id):
+                        coordinator.abort(checkpoint_id, f"source task {task.name} has ended", expected=True)
+                        break
             delivered = self._drain(tasks, queues)
             now = self.clock()
             for task in tasks:
@@ -110,6 +174,30 @@ class InlineExecutor(Executor):
             for sink, value in task.results().items():
                 result.outputs.setdefault(sink, []).append(value)
         return result
+
+    @staticmethod
+    def _checkpointing(tasks: list[Task], coordinator: CheckpointCoordinator, restore: Checkpoint | None) -> None:
+        """Restores every task from ``restore`` and wires the snapshots to the coordinator."""
+        storage = coordinator.storage
+        by_key = {task_key(t.vertex.id, t.subtask): t for t in tasks}
+        if restore is not None:
+            for key, task in by_key.items():
+                task.restore(storage.read_task(restore.checkpoint_id, restore.manifest["tasks"][key]))
+
+        def listener(key: str, task: Task) -> Callable[[int, EncodedState], None]:
+            def written(checkpoint_id: int, state: EncodedState) -> None:
+                if checkpoint_id not in coordinator.pending:
+                    return  # given up already
+                report = storage.write_task(checkpoint_id, key, task.name, state)
+                completed = coordinator.acknowledge(checkpoint_id, report)
+                if completed is not None:
+                    for each in tasks:
+                        each.commit(completed.checkpoint_id)
+
+            return written
+
+        for key, task in by_key.items():
+            task.snapshot_listener = listener(key, task)
 
     def _drain(self, tasks: list[Task], queues: dict[tuple[int, int], list[deque[Message]]]) -> bool:
         delivered = False

@@ -73,8 +73,10 @@ def encode_state(value: Any, where: str = "state") -> EncodedState:
             return msgpack.ExtType(_BIG_INT, str(item).encode())
         if isinstance(item, set | frozenset):
             return msgpack.ExtType(_SET, pack(sorted(item, key=repr)))
-        raise StateError(f"{where}: cannot checkpoint a {type(item).__name__} ({item!r:.80}); "
-                         "use numbers, strings, bytes, lists, dicts, sets, numpy or Arrow data")
+        raise StateError(
+            f"{where}: cannot checkpoint a {type(item).__name__} ({item!r:.80}); "
+            "use numbers, strings, bytes, lists, dicts, sets, numpy or Arrow data"
+        )
 
     def prepare(item: Any) -> Any:
         # Dicts with keys msgpack cannot hold (tuples, None) become an extension of pairs.
@@ -164,6 +166,18 @@ def _from_table(table: pa.Table, kind: str) -> Any:
 
 def _hashable(key: Any) -> Any:
     return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
+
+
+def tables_state(tables: list[pa.Table]) -> pa.Table | None:
+    """An operator's list of buffered tables as one table for a snapshot (None for an empty
+    list). Fine for buffers the operator concatenates before it reads them: the restored
+    buffer ``tables_of_state`` gives holds the same rows in the same order."""
+    return pa.concat_tables(tables) if tables else None
+
+
+def tables_of_state(table: pa.Table | None) -> list[pa.Table]:
+    """The buffer ``tables_state`` packed: one table, or none."""
+    return [] if table is None else [table]
 
 
 def roundtrip(value: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
@@ -15,6 +16,7 @@ from engine.operator import MAIN, Collector, Operator, Sink
 from engine.partitioning import Broadcast, Forward, Hash
 from engine.plan import PhysicalPlan, Vertex, VertexOutput
 from engine.sources import END_OF_INPUT, EventTimeAssigner
+from engine.state import EncodedState, StateError, encode_state
 from engine.timeutil import MAX_WATERMARK, MIN_WATERMARK
 from engine.watermarks import WatermarkTracker
 
@@ -90,8 +92,19 @@ class TaskMetrics:
         return now_ms - self.watermark
 
 
+SnapshotListener: TypeAlias = Callable[[int, EncodedState], None]
+
+
 class Task:
-    """Runs the operator chain of ``vertex`` for one subtask."""
+    """Runs the operator chain of ``vertex`` for one subtask.
+
+    Checkpoints (asynchronous barrier snapshotting, aligned): a source task snapshots when the
+    executor calls ``trigger_checkpoint``; any other task when a checkpoint's barrier has come
+    on every input channel that has not ended. A channel whose barrier came first is blocked
+    until then: what arrives on it is held, in order, and handled after the snapshot. The
+    snapshot (the source's place and every operator's state) is encoded at once and handed to
+    ``snapshot_listener``, then the barrier goes on every output.
+    """
 
     def __init__(self, plan: PhysicalPlan, vertex: Vertex, subtask: int, transport: Transport) -> None:
         self.plan = plan
@@ -121,6 +134,16 @@ class Task:
                 )
         self._sent_watermark: dict[int, int] = {}
         self._round_robin: dict[int, int] = {}
+        # Checkpoint alignment: the checkpoint being aligned, the channels whose barrier came
+        # (blocked), what they carried since (held), and the channels that ended.
+        self.snapshot_listener: SnapshotListener | None = None
+        self.aligning: int | None = None
+        self._arrived: set[int] = set()
+        self._held: list[deque[Message]] = [deque() for _ in self.channels]
+        self._ended: set[int] = set()
+        self._releasing = False
+        self._source_states: dict[int, Any] = {}  # checkpoint id -> the source's place then
+        self.last_checkpoint: int | None = None
         # Each parallel instance reads its own partition through its own copy of the source.
         self.source = copy.copy(vertex.nodes[0].source)
         if self.source is not None:
@@ -219,8 +242,21 @@ class Task:
     # ---- driving --------------------------------------------------------------------------
 
     def handle(self, channel: int, message: Message, now: float) -> None:
-        """Processes one message that arrived on input channel ``channel``."""
-        if isinstance(message, pa.RecordBatch):
+        """Processes one message that arrived on input channel ``channel`` (or holds it, while
+        the channel waits for the other channels' barriers)."""
+        if channel in self._arrived:
+            self._held[channel].append(message)
+            return
+        self._dispatch(channel, message, now)
+
+    def blocked(self, channel: int) -> bool:
+        """True while the channel's barrier came and the checkpoint waits for other channels."""
+        return channel in self._arrived
+
+    def _dispatch(self, channel: int, message: Message, now: float) -> None:
+        if isinstance(message, Barrier):
+            self._on_barrier(channel, message.checkpoint_id, now)
+        elif isinstance(message, pa.RecordBatch):
             self.tracker.on_activity(channel, now)
             self._count_in(message)
             input_index = self.vertex.inputs[self.channels[channel][0]].input_index
@@ -230,11 +266,107 @@ class Task:
             if advanced is not None:
                 self._advance(advanced)
         else:
+            self._ended.add(channel)
             advanced = self.tracker.on_end(channel, now)
             if advanced is not None and advanced != MAX_WATERMARK:
                 self._advance(advanced)
+            if self.aligning is not None:
+                self._complete_alignment(now)  # an ended channel sends no barrier
             if self.tracker.all_ended():
                 self.finish()
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def _on_barrier(self, channel: int, checkpoint_id: int, now: float) -> None:
+        if self.aligning is not None and checkpoint_id < self.aligning:
+            logger.debug("%s: barrier %d after %d on channel %d ignored", self.name, checkpoint_id, self.aligning, channel)
+            return
+        if self.aligning is not None and checkpoint_id > self.aligning:
+            # A newer checkpoint overtook one that never completed here (a source declined
+            # it): give that one up, handle what it held, then align the new one.
+            logger.info("%s: checkpoint %d abandoned for %d", self.name, self.aligning, checkpoint_id)
+            self.aligning = None
+            self._arrived.clear()
+            self._held[channel].appendleft(Barrier(checkpoint_id))
+            self._release_held(now)
+            return
+        self.aligning = checkpoint_id
+        self._arrived.add(channel)
+        self._complete_alignment(now)
+
+    def _complete_alignment(self, now: float) -> None:
+        assert self.aligning is not None
+        if any(c not in self._arrived and c not in self._ended for c in range(len(self.channels))):
+            return
+        checkpoint_id = self.aligning
+        self._snapshot(checkpoint_id)
+        self.aligning = None
+        self._arrived.clear()
+        self._release_held(now)
+
+    def _release_held(self, now: float) -> None:
+        """Handles what blocked channels held, in order, until a channel blocks again."""
+        if self._releasing:
+            return  # an outer call is looping already
+        self._releasing = True
+        try:
+            progress = True
+            while progress:
+                progress = False
+                for channel, held in enumerate(self._held):
+                    while held and channel not in self._arrived:
+                        self._dispatch(channel, held.popleft(), now)
+                        progress = True
+        finally:
+            self._releasing = False
+
+    def trigger_checkpoint(self, checkpoint_id: int) -> bool:
+        """A source task's checkpoint: snapshot now, between two polls; False if the task has
+        ended (it cannot take part, and the checkpoint cannot complete)."""
+        assert self.source is not None, "only source tasks are triggered; the others align barriers"
+        if self.finished:
+            return False
+        self._snapshot(checkpoint_id)
+        return True
+
+    def _snapshot(self, checkpoint_id: int) -> None:
+        source_state = self.source.snapshot() if self.source is not None else None
+        if self.source is not None:
+            self._source_states[checkpoint_id] = source_state
+        state = {
+            "task": self.name,
+            "source": source_state,
+            "operators": [
+                {"name": node.name, "state": operator.snapshot()}
+                for node, operator in zip(self.vertex.nodes, self.operators, strict=True)
+            ],
+        }
+        encoded = encode_state(state, where=f"task {self.name}, checkpoint {checkpoint_id}")
+        if self.snapshot_listener is not None:
+            self.snapshot_listener(checkpoint_id, encoded)
+        self.last_checkpoint = checkpoint_id
+        for position in range(len(self.operators)):
+            self._broadcast_control(position, Barrier(checkpoint_id))
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Puts back the state of a checkpoint (a fresh task, before any message)."""
+        names = [entry["name"] for entry in state["operators"]]
+        expected = [node.name for node in self.vertex.nodes]
+        if names != expected:
+            raise StateError(f"task {self.name}: the checkpoint holds operators {names}, the plan has {expected}")
+        if self.source is not None:
+            self.source.restore(state["source"])
+        for operator, entry in zip(self.operators, state["operators"], strict=True):
+            if entry["state"] is not None:
+                operator.restore(entry["state"])
+
+    def commit(self, checkpoint_id: int) -> None:
+        """Checkpoint ``checkpoint_id`` completed on every task."""
+        for operator in self.operators:
+            operator.on_commit(checkpoint_id)
+        if self.source is not None and checkpoint_id in self._source_states:
+            self.source.on_commit(checkpoint_id, self._source_states[checkpoint_id])
+        self._source_states = {k: v for k, v in self._source_states.items() if k > checkpoint_id}
 
     def poll_source(self) -> bool:
         """Reads one batch from the source (source tasks only); False if none was ready."""
