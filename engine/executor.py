@@ -18,6 +18,7 @@ from engine.checkpoint import (
     Checkpoint,
     CheckpointCoordinator,
     CheckpointOptions,
+    CheckpointStats,
     CheckpointStorage,
     restore_error,
     task_key,
@@ -49,6 +50,8 @@ class JobResult:
     job: str
     outputs: dict[str, list[Any]] = field(default_factory=dict)
     metrics: dict[str, TaskMetrics] = field(default_factory=dict)
+    recoveries: list[str] = field(default_factory=list)  # why the job restarted from a checkpoint, each time
+    checkpoints: CheckpointStats | None = None  # None: the job ran without checkpoints
 
     def table(self, sink: str) -> pa.Table:
         """All rows a collect sink received, from all its tasks."""
@@ -119,7 +122,10 @@ class InlineExecutor(Executor):
             raise restore_error(plan.job, options.directory)
         while True:
             try:
-                return self._run(plan, coordinator, restore)
+                result = self._run(plan, coordinator, restore)
+                result.recoveries = list(self.restarts)
+                result.checkpoints = coordinator.stats
+                return result
             except JobFailed as exc:
                 coordinator.abort_all("the job failed")
                 if len(self.restarts) >= options.max_restarts:

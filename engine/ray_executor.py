@@ -8,10 +8,13 @@ that imports Ray.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import logging
 import os
 import pickle
+import queue
 import threading
 import time
 import traceback
@@ -19,7 +22,7 @@ import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pyarrow as pa
 import ray
@@ -27,10 +30,21 @@ import ray.util.metrics as ray_metrics
 from ray.actor import ActorHandle
 
 from engine.channels import ChannelOptions, ChannelWriter, ReorderBuffer, decode_frame
+from engine.checkpoint import (
+    Checkpoint,
+    CheckpointCoordinator,
+    CheckpointOptions,
+    CheckpointStats,
+    CheckpointStorage,
+    TaskReport,
+    restore_error,
+    task_key,
+)
 from engine.dataflow import Dataflow
 from engine.errors import CitystreamError, JobFailed, OptionError
-from engine.executor import Executor, JobResult
+from engine.executor import Executor, JobResult, check_replayable
 from engine.plan import PhysicalPlan, Vertex
+from engine.state import EncodedState
 from engine.task import Message, Task, TaskMetrics
 
 logger = logging.getLogger(__name__)
@@ -38,6 +52,7 @@ logger = logging.getLogger(__name__)
 LATENCY_SAMPLE = 2048  # latencies each task keeps for percentiles
 TICK_S = 0.05  # processing-time tick of every task (idle inputs, operators' timers)
 EXPORT_S = 1.0  # how often a task pushes its counters to Ray's metrics
+CHECK_S = 0.05  # how often the coordinator looks at its tasks and the checkpoint interval
 
 
 @dataclass(frozen=True)
@@ -159,9 +174,7 @@ class _RayMetrics:
         self.rows_in = ray_metrics.Counter("citystream_task_rows_in", "rows into the task", keys)
         self.batches_in = ray_metrics.Counter("citystream_task_batches_in", "batches into the task", keys)
         self.frames_out = ray_metrics.Counter("citystream_task_frames_out", "frames the task sent", keys)
-        self.backpressure = ray_metrics.Counter(
-            "citystream_task_backpressure_seconds", "time the task waited for credits", keys
-        )
+        self.backpressure = ray_metrics.Counter("citystream_task_backpressure_seconds", "time the task waited for credits", keys)
         self.watermark_lag = ray_metrics.Gauge("citystream_task_watermark_lag_ms", "processing time minus watermark", keys)
         self.hop_latency = ray_metrics.Histogram(
             "citystream_task_hop_latency_ms",
@@ -200,15 +213,41 @@ class _RayMetrics:
             counter.inc(delta, tags)
 
 
-@ray.remote(concurrency_groups={"data": 1, "source": 1, "control": 3})  # type: ignore[call-overload]
+@dataclass(frozen=True)
+class _TaskCheckpointing:
+    """A task actor's part in checkpoints: whom to report to, where to write, what to restore."""
+
+    coordinator: ActorHandle
+    storage: CheckpointStorage
+    key: str
+    restore_id: int | None
+    restore_entry: dict[str, Any] | None
+
+
 class TaskActor:
-    """Hosts one task. Frames arrive through ``push`` (one thread, in sequence order per
-    channel); a source task runs its loop in ``run_source``; a ticker thread sends lingering
-    frames and ticks the task; ``wait_done``, ``stop`` and ``metrics`` serve the job handle.
+    """Hosts one task. Frames arrive through ``push`` (in sequence order per channel); a source
+    task runs its loop in ``run_source``; a ticker thread sends lingering frames and ticks the
+    task; ``wait_done``, ``stop`` and ``metrics`` serve the coordinator.
+
+    With checkpoints, a snapshot is encoded on the task's thread and written by a thread of its
+    own, which then reports to the coordinator; a frame that arrives on a channel blocked for
+    alignment is acknowledged only once the channel is unblocked, so that a sender ahead of the
+    others waits (its credits run out) instead of filling this task's memory.
     """
 
-    def __init__(self, job: str, plan: PhysicalPlan, vertex_id: int, subtask: int, options: ChannelOptions) -> None:
+    def __init__(
+        self,
+        job: str,
+        plan: PhysicalPlan,
+        vertex_id: int,
+        subtask: int,
+        options: ChannelOptions,
+        checkpointing: _TaskCheckpointing | None = None,
+    ) -> None:
         self._lock = threading.Lock()
+        self._unblocked = threading.Condition(self._lock)
+        self._checkpointing = checkpointing
+        self._snapshots: queue.SimpleQueue[tuple[int, EncodedState] | None] = queue.SimpleQueue()
         self._done = threading.Event()
         self._wake = threading.Event()
         self._stopping = False
@@ -224,6 +263,12 @@ class TaskActor:
         self._reorder: ReorderBuffer[tuple[int, list[pa.RecordBatch], bytes]] = ReorderBuffer(channels)
         try:
             self._task = Task(plan, vertex, subtask, self._outbox)
+            if checkpointing is not None:
+                if checkpointing.restore_id is not None and checkpointing.restore_entry is not None:
+                    state = checkpointing.storage.read_task(checkpointing.restore_id, checkpointing.restore_entry)
+                    self._task.restore(state)
+                self._task.snapshot_listener = lambda checkpoint_id, encoded: self._snapshots.put((checkpoint_id, encoded))
+                threading.Thread(target=self._write_snapshots, name=f"snapshots {self._name}", daemon=True).start()
         except Exception as exc:
             # Reported through wait_done like any other failure of the task, with the
             # operator's own exception (a failed actor constructor would only say "died").
@@ -252,11 +297,19 @@ class TaskActor:
             try:
                 self._hop_latency.append((received_ns - sent_ns) / 1e6)
                 self._latencies_total += 1
+                aligning = self._task.aligning
                 for ready in self._reorder.arrive(channel, seq, (sent_ns, batches, control)):
                     self._process(channel, ready[1], ready[2])
                 self._after_step()
+                if aligning is not None and self._task.aligning != aligning:
+                    self._unblocked.notify_all()  # the alignment this frame completed
             except BaseException as exc:
                 self._fail(exc)
+                self._unblocked.notify_all()
+                return
+            # The acknowledgement of a frame on a blocked channel waits for the alignment.
+            while self._task.blocked(channel) and not self._done.is_set():
+                self._unblocked.wait(timeout=1.0)
 
     def _process(self, channel: int, batches: list[pa.RecordBatch], control: bytes) -> None:
         started = time.perf_counter()
@@ -317,6 +370,47 @@ class TaskActor:
         if self._outcome is not None and self._outcome.error is None:
             self._exporter.export(self._outcome.metrics, self._latencies_total)
 
+    def _write_snapshots(self) -> None:
+        """Writes each snapshot the task took, in order, and reports it to the coordinator."""
+        checkpointing = self._checkpointing
+        assert checkpointing is not None
+        while True:
+            item = self._snapshots.get()
+            if item is None:
+                return
+            checkpoint_id, encoded = item
+            try:
+                report = checkpointing.storage.write_task(checkpoint_id, checkpointing.key, self._name, encoded)
+            except Exception as exc:
+                logger.warning("task %s: checkpoint %d could not be written: %s", self._name, checkpoint_id, exc)
+                checkpointing.coordinator.report.remote(checkpoint_id, None, f"task {self._name} could not write: {exc}")
+                continue
+            checkpointing.coordinator.report.remote(checkpoint_id, report)
+
+    @ray.method(concurrency_group="control")
+    def trigger_checkpoint(self, checkpoint_id: int) -> bool:
+        """A source task snapshots now (between two polls) and sends the barrier on; a task
+        that has ended declines, which gives the checkpoint up."""
+        checkpointing = self._checkpointing
+        assert checkpointing is not None
+        with self._lock:
+            taken = not self._done.is_set() and not self._stopping and self._task.trigger_checkpoint(checkpoint_id)
+            if taken:
+                self._after_step()
+        if not taken:
+            checkpointing.coordinator.report.remote(checkpoint_id, None, f"source task {self._name} has ended")
+        return taken
+
+    @ray.method(concurrency_group="control")
+    def commit(self, checkpoint_id: int) -> None:
+        """Checkpoint ``checkpoint_id`` completed everywhere: the operators' and source's commit hooks."""
+        with self._lock:
+            if not self._done.is_set():
+                try:
+                    self._task.commit(checkpoint_id)
+                except BaseException as exc:
+                    self._fail(exc)
+
     def _fail(self, exc: BaseException) -> None:
         if self._done.is_set():
             return
@@ -370,144 +464,314 @@ class TaskActor:
             return self._metrics()
 
 
+@functools.cache
+def _task_actor_class(data_threads: int) -> Any:
+    """The Ray actor class of tasks whose frames get ``data_threads`` threads (Ray takes the
+    size of a concurrency group only from the class, not from ``options``)."""
+    return ray.remote(concurrency_groups={"data": data_threads, "source": 1, "control": 4})(TaskActor)  # type: ignore[call-overload]
+
+
 @dataclass
 class _Member:
     name: str
     vertex: Vertex
     subtask: int
     actor: ActorHandle
+    actor_name: str = ""
     pid: int = 0
     node: str = ""
 
 
-class RayJob:
-    """A job running on Ray: each task is a named actor in the job's namespace.
+@dataclass(frozen=True)
+class _JobSpec:
+    """What the coordinator needs to create and re-create a job's task actors."""
 
-    Use ``RayExecutor.submit`` to get one; ``wait`` returns the result, ``stop`` ends it
-    gracefully (sources stop, what is in flight drains, end-of-stream reaches the sinks),
-    ``cancel`` kills it.
+    plan: PhysicalPlan
+    namespace: str
+    channels: ChannelOptions
+    actor_options: dict[int, dict[str, Any]]  # vertex id -> Ray actor options
+    start_timeout_s: float
+    checkpoints: CheckpointOptions | None
+
+
+@dataclass
+class _Verdict:
+    """How the job stands, as the coordinator sees it."""
+
+    state: Literal["running", "finished", "failed", "cancelled"]
+    outcomes: dict[str, TaskOutcome] = field(default_factory=dict)
+    task: str = ""
+    error: BaseException | None = None
+    traceback: str = ""
+    recoveries: list[str] = field(default_factory=list)
+    checkpoints: CheckpointStats | None = None
+
+
+@dataclass
+class RecoveryRecord:
+    """One automatic recovery: why, from which checkpoint, and how long until tasks ran again."""
+
+    reason: str
+    checkpoint_id: int | None
+    failed_at: float  # wall clock (s)
+    running_at: float  # wall clock (s) when every task of the new generation had started
+
+
+@ray.remote(concurrency_groups={"control": 4, "reports": 1, "wait": 4})  # type: ignore[call-overload]
+class JobCoordinator:
+    """Runs one job: creates its task actors, watches them, starts checkpoints at an interval,
+    completes them when every task has reported, and recovers from a failed task or a lost
+    node by restarting every task from the last complete checkpoint (a bounded number of times).
+
+    Task actors are created by this actor, so they share its fate: if the coordinator dies, the
+    job dies with it.
     """
 
-    def __init__(self, plan: PhysicalPlan, executor: RayExecutor) -> None:
-        self.plan = plan
-        self.namespace = f"citystream.{plan.job}.{uuid.uuid4().hex[:8]}"
-        self.state: Literal["created", "running", "finished", "failed", "cancelled"] = "created"
-        self._executor = executor
+    def __init__(self, spec: _JobSpec) -> None:
+        self.spec = spec
+        self.plan = spec.plan
+        self._lock = threading.RLock()
+        self._ended = threading.Event()
+        self._verdict = _Verdict("running")
         self._members: list[_Member] = []
         self._pending: dict[ray.ObjectRef, _Member] = {}
         self._outcomes: dict[str, TaskOutcome] = {}
+        self._generation = 0
+        self._stopping = False
+        self.recoveries: list[RecoveryRecord] = []
+        self._checkpoints: CheckpointCoordinator | None = None
+        self._storage: CheckpointStorage | None = None
+        if spec.checkpoints is not None:
+            self._storage = CheckpointStorage(spec.checkpoints.directory, self.plan.job)
+            self._checkpoints = CheckpointCoordinator(self._storage, self.plan, spec.checkpoints)
+        self._self: ActorHandle | None = None
 
-    @property
-    def tasks(self) -> dict[str, dict[str, Any]]:
-        """Each task's actor name, namespace, process id and node."""
-        return {m.name: {"actor": m.name, "namespace": self.namespace, "pid": m.pid, "node": m.node} for m in self._members}
+    # ---- starting -------------------------------------------------------------------------
 
-    def start(self) -> RayJob:
-        """Creates one actor per task, connects them and starts the sources."""
-        if self.state != "created":
-            raise CitystreamError(f"job '{self.plan.job}' was already started")
-        self.state = "running"
+    @ray.method(concurrency_group="control")
+    def start(self) -> dict[str, dict[str, Any]]:
+        """Creates and connects every task actor (restored from the latest checkpoint if the
+        options say so) and starts the sources; returns the tasks' placement."""
+        self._self = ray.get_runtime_context().current_actor
+        restore: Checkpoint | None = None
+        if self._checkpoints is not None and self.spec.checkpoints is not None and self.spec.checkpoints.restore:
+            restore = self._checkpoints.latest()
+            if restore is None:
+                raise restore_error(self.plan.job, self.spec.checkpoints.directory)
+            logger.info("job %s: restoring from checkpoint %d", self.plan.job, restore.checkpoint_id)
+        self._launch(restore)
+        threading.Thread(target=self._watch, name=f"coordinator {self.plan.job}", daemon=True).start()
+        return self._placement()
+
+    def _launch(self, restore: Checkpoint | None) -> None:
+        """Creates one actor per task, connects them and starts the sources (raises on failure)."""
+        spec = self.spec
         plan_ref = ray.put(self.plan)
+        members = []
         for vertex in self.plan.vertices:
-            options = self._executor.actor_options_for(vertex).ray_options()
             for subtask in range(vertex.parallelism):
                 name = vertex.task_name(subtask)
-                actor = TaskActor.options(name=name, namespace=self.namespace, max_restarts=0, **options).remote(  # type: ignore[attr-defined]
-                    self.plan.job, plan_ref, vertex.id, subtask, self._executor.channels
+                actor_name = name if self._generation == 0 else f"{name}#{self._generation}"
+                checkpointing = None
+                if self._storage is not None and self._self is not None:
+                    key = task_key(vertex.id, subtask)
+                    entry = restore.manifest["tasks"][key] if restore is not None else None
+                    checkpointing = _TaskCheckpointing(
+                        self._self, self._storage, key, restore.checkpoint_id if restore else None, entry
+                    )
+                channels = len(self.plan.channels_into(vertex, subtask))
+                # With checkpoints, a frame on a channel blocked for alignment holds its thread
+                # (its acknowledgement waits), so there must be a thread for every frame in flight.
+                data_threads = 1 if checkpointing is None else channels * spec.channels.credits + 2
+                actor = (
+                    _task_actor_class(data_threads)
+                    .options(
+                        name=actor_name,
+                        namespace=spec.namespace,
+                        max_restarts=0,
+                        **spec.actor_options[vertex.id],
+                    )
+                    .remote(self.plan.job, plan_ref, vertex.id, subtask, spec.channels, checkpointing)
                 )
-                self._members.append(_Member(name, vertex, subtask, actor))
-        peers = {(m.vertex.id, m.subtask): m.actor for m in self._members}
-        connecting: dict[ray.ObjectRef, _Member] = {m.actor.connect.remote(peers): m for m in self._members}
-        try:
-            self._collect(connecting, self._executor.start_timeout_s, lambda m, info: self._placed(m, info))
-        except TimeoutError:
-            waiting = [m.name for m in self._members if not m.pid]
-            options = {name: self._executor.actor_options_for(m.vertex) for m in self._members if (name := m.name) in waiting}
-            self._abort()
-            raise CitystreamError(
-                f"job '{self.plan.job}': tasks {waiting} did not start within {self._executor.start_timeout_s} s; "
-                f"does the cluster have what they ask for? {options}; it has {ray.available_resources()}"
-            ) from None
-        self._pending = {m.actor.wait_done.remote(): m for m in self._members}
-        for member in self._members:
+                members.append(_Member(name, vertex, subtask, actor, actor_name))
+        self._members = members
+        self._outcomes = {}
+        peers = {(m.vertex.id, m.subtask): m.actor for m in members}
+        connecting: dict[ray.ObjectRef, _Member] = {m.actor.connect.remote(peers): m for m in members}
+        deadline = time.monotonic() + spec.start_timeout_s
+        while connecting:
+            ready, _ = ray.wait(list(connecting), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+            if not ready:
+                waiting = sorted(m.name for m in connecting.values())
+                options = {m.name: spec.actor_options[m.vertex.id] for m in connecting.values()}
+                self._release()
+                raise CitystreamError(
+                    f"job '{self.plan.job}': tasks {waiting} did not start within {spec.start_timeout_s} s; "
+                    f"does the cluster have what they ask for? {options}; it has {ray.available_resources()}"
+                )
+            ref: ray.ObjectRef = ready[0]
+            member = connecting.pop(ref)
+            try:
+                info = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                self._release()
+                raise JobFailed(
+                    member.name, CitystreamError(f"the actor of the task could not start: {_actor_death(exc)}")
+                ) from exc
+            member.pid, member.node = info["pid"], info["node"]
+        self._pending = {m.actor.wait_done.remote(): m for m in members}
+        for member in members:
             if member.vertex.is_source:
                 member.actor.run_source.remote()
-        logger.info("job %s: %d tasks started in namespace %s", self.plan.job, len(self._members), self.namespace)
-        return self
+        logger.info(
+            "job %s: %d tasks started in namespace %s (generation %d)",
+            self.plan.job,
+            len(members),
+            spec.namespace,
+            self._generation,
+        )
 
-    @staticmethod
-    def _placed(member: _Member, info: dict[str, Any]) -> None:
-        member.pid, member.node = info["pid"], info["node"]
+    # ---- watching -------------------------------------------------------------------------
 
-    def _collect(self, refs: dict[ray.ObjectRef, _Member], timeout: float | None, on_result: Any) -> None:
-        """Gets every ref, failing the job fast (naming the task) on the first error."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pending = dict(refs)
-        while pending:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=remaining)
-            if not ready:
-                running = sorted(m.name for m in pending.values())
-                raise TimeoutError(f"job '{self.plan.job}': tasks {running} still running after {timeout} s")
-            for ref in ready:
-                member = pending.pop(ref)
-                try:
-                    value = ray.get(ref)
-                except ray.exceptions.RayActorError as exc:
-                    self._abort()
-                    raise JobFailed(member.name, CitystreamError(f"the actor of the task died: {_actor_death(exc)}")) from exc
-                except ray.exceptions.RayTaskError as exc:
-                    self._abort()
-                    cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-                    raise JobFailed(member.name, cause) from exc
-                on_result(member, value)
+    def _watch(self) -> None:
+        """Collects the tasks' ends, triggers checkpoints, recovers from failures."""
+        while not self._ended.is_set():
+            with self._lock:
+                refs = list(self._pending)
+            if refs:
+                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=CHECK_S)
+            else:
+                time.sleep(CHECK_S)
+                ready = []
+            with self._lock:
+                for ref in ready:
+                    member = self._pending.pop(ref, None)
+                    if member is not None and not self._ended.is_set():
+                        self._task_ended(member, ref)
+                if not self._ended.is_set():
+                    self._maybe_checkpoint()
 
-    def wait(self, timeout: float | None = None) -> JobResult:
-        """Waits until every task has ended and returns the job's result.
-
-        Raises:
-            JobFailed: a task raised or its actor died; every actor of the job has been stopped.
-            TimeoutError: the job is still running after ``timeout`` seconds (it keeps running).
-        """
-        if self.state == "created":
-            raise CitystreamError(f"job '{self.plan.job}' was not started")
-        self._collect(self._pending, timeout, self._ended)
-        self._pending = {}
-        self._release()
-        self.state = "finished"
-        result = JobResult(self.plan.job)
-        for member in self._members:
-            outcome = self._outcomes[member.name]
-            result.metrics[member.name] = outcome.metrics
-            for sink, value in outcome.results.items():
-                result.outputs.setdefault(sink, []).append(value)
-        return result
-
-    def _ended(self, member: _Member, outcome: TaskOutcome) -> None:
-        self._pending = {r: m for r, m in self._pending.items() if m is not member}
+    def _task_ended(self, member: _Member, ref: ray.ObjectRef) -> None:
+        try:
+            outcome: TaskOutcome = ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            self._failed(member, CitystreamError(f"the actor of the task died: {_actor_death(exc)}"), "")
+            return
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            self._failed(member, cause, "")
+            return
         if outcome.error is not None:
-            self._abort()
-            error = JobFailed(member.name, outcome.error)
-            error.add_note(f"in the actor of task '{member.name}':\n{outcome.traceback}")
-            raise error
+            self._failed(member, outcome.error, outcome.traceback)
+            return
         self._outcomes[member.name] = outcome
+        if len(self._outcomes) == len(self._members):
+            self._finish(_Verdict("finished", dict(self._outcomes)))
 
-    def stop(self, timeout: float | None = None) -> JobResult:
-        """Stops the sources; what is in flight drains and the sinks see the end of the stream."""
+    def _finish(self, verdict: _Verdict) -> None:
+        verdict.recoveries = [r.reason for r in self.recoveries]
+        if self._checkpoints is not None:
+            verdict.checkpoints = copy.deepcopy(self._checkpoints.stats)
+        self._verdict = verdict
+        self._ended.set()
+
+    def _failed(self, member: _Member, error: BaseException, trace: str) -> None:
+        options = self.spec.checkpoints
+        reason = f"task '{member.name}' failed: {type(error).__name__}: {error}"
+        if options is None or self._stopping or len(self.recoveries) >= options.max_restarts:
+            self._release()
+            self._finish(_Verdict("failed", task=member.name, error=error, traceback=trace))
+            return
+        self._recover(reason)
+
+    def _recover(self, reason: str) -> None:
+        """Stops every task, then starts them all again from the last complete checkpoint."""
+        assert self._checkpoints is not None and self.spec.checkpoints is not None
+        failed_at = time.time()
+        self._checkpoints.abort_all("the job is recovering")
+        old = list(self._pending)
+        self._release()
+        # The actors must be gone before new ones take their ports (gateways) and files.
+        with contextlib.suppress(ray.exceptions.RayError):
+            ray.wait(old, num_returns=len(old), timeout=30)
+        restore = self._checkpoints.latest()
+        attempt = len(self.recoveries) + 1
+        logger.warning(
+            "job %s: %s; recovering (%d of %d) from %s",
+            self.plan.job,
+            reason,
+            attempt,
+            self.spec.checkpoints.max_restarts,
+            f"checkpoint {restore.checkpoint_id}" if restore else "the beginning (no checkpoint yet)",
+        )
+        self._generation += 1
+        try:
+            self._launch(restore)
+        except CitystreamError as exc:
+            self._finish(_Verdict("failed", task=getattr(exc, "task", self.plan.job), error=exc))
+            return
+        self.recoveries.append(RecoveryRecord(reason, restore.checkpoint_id if restore else None, failed_at, time.time()))
+
+    def _maybe_checkpoint(self) -> None:
+        cp = self._checkpoints
+        if cp is None or self._stopping:
+            return
+        cp.abort_expired()
+        if not cp.due():
+            return
+        checkpoint_id = cp.begin()
         for member in self._members:
             if member.vertex.is_source:
-                member.actor.stop.remote()
-        return self.wait(timeout)
+                member.actor.trigger_checkpoint.remote(checkpoint_id)
 
-    def cancel(self) -> None:
-        """Kills every actor of the job now; nothing is drained."""
-        self._release()
-        if self.state == "running":
-            self.state = "cancelled"
+    @ray.method(concurrency_group="reports")
+    def report(self, checkpoint_id: int, report: TaskReport | None, problem: str = "") -> None:
+        """A task's state for ``checkpoint_id`` is written (``report``), or it could not take
+        part (``problem``); completes or gives up the checkpoint."""
+        with self._lock:
+            cp = self._checkpoints
+            if cp is None or checkpoint_id not in cp.pending:
+                return
+            if report is None:
+                cp.abort(checkpoint_id, problem, expected="has ended" in problem)
+                return
+            try:
+                completed = cp.acknowledge(checkpoint_id, report)
+            except OSError as exc:
+                cp.abort(checkpoint_id, f"the manifest could not be written: {exc}")
+                return
+            if completed is not None:
+                for member in self._members:
+                    member.actor.commit.remote(completed.checkpoint_id)
 
-    def _abort(self) -> None:
-        self._release()
-        self.state = "failed"
+    @ray.method(concurrency_group="control")
+    def savepoint(self, timeout: float = 60.0) -> int:
+        """Takes a checkpoint now and returns its id once it is complete."""
+        cp = self._checkpoints
+        if cp is None:
+            raise CitystreamError(f"job '{self.plan.job}' runs without checkpoints: there is nothing to take a savepoint with")
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if not cp.pending:
+                    checkpoint_id = cp.begin()
+                    for member in self._members:
+                        if member.vertex.is_source:
+                            member.actor.trigger_checkpoint.remote(checkpoint_id)
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job '{self.plan.job}': a checkpoint is still running after {timeout} s")
+            time.sleep(0.01)
+        while time.monotonic() < deadline:
+            with self._lock:
+                if checkpoint_id not in cp.pending:
+                    if cp.stats.last_id == checkpoint_id:
+                        return checkpoint_id
+                    raise CitystreamError(f"job '{self.plan.job}': the savepoint (checkpoint {checkpoint_id}) was given up")
+            time.sleep(0.01)
+        raise TimeoutError(f"job '{self.plan.job}': the savepoint (checkpoint {checkpoint_id}) took more than {timeout} s")
+
+    # ---- ending ---------------------------------------------------------------------------
 
     def _release(self) -> None:
         for member in self._members:
@@ -515,29 +779,71 @@ class RayJob:
                 ray.kill(member.actor, no_restart=True)
             except Exception as exc:  # already gone
                 logger.debug("killing %s: %s", member.name, exc)
+        self._pending = {}
 
-    def peek(self, timeout: float = 10.0) -> dict[str, list[Any]]:
-        """What each sink holds now, per task, while the job runs (as ``JobResult.outputs``)."""
-        outputs: dict[str, list[Any]] = {}
-        sinks = [m for m in self._members if m.vertex.nodes[-1].is_sink]
-        for results in self._ask("results", sinks, timeout).values():
-            for sink, value in results.items():
-                outputs.setdefault(sink, []).append(value)
-        return outputs
+    @ray.method(concurrency_group="wait")
+    def wait(self, timeout: float | None) -> _Verdict:
+        """The verdict once the job has ended, or a ``running`` one after ``timeout`` seconds."""
+        self._ended.wait(timeout)
+        with self._lock:
+            return self._verdict
 
-    def metrics(self, timeout: float = 10.0) -> dict[str, TaskMetrics]:
-        """Each task's metrics now (or at its end), by task name."""
-        return self._ask("metrics", self._members, timeout)
+    @ray.method(concurrency_group="control")
+    def stop(self) -> None:
+        """Asks the sources to end their input; the rest drains (no recovery from now on)."""
+        with self._lock:
+            self._stopping = True
+            for member in self._members:
+                if member.vertex.is_source:
+                    member.actor.stop.remote()
 
-    def _ask(self, what: Literal["results", "metrics"], members: list[_Member], timeout: float) -> dict[str, Any]:
+    @ray.method(concurrency_group="control")
+    def cancel(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._release()
+            if not self._ended.is_set():
+                self._finish(_Verdict("cancelled"))
+
+    # ---- looking in -----------------------------------------------------------------------
+
+    @ray.method(concurrency_group="control")
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        return self._placement()
+
+    def _placement(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {
+                m.name: {"actor": m.actor_name, "namespace": self.spec.namespace, "pid": m.pid, "node": m.node}
+                for m in self._members
+            }
+
+    @ray.method(concurrency_group="control")
+    def status(self) -> dict[str, Any]:
+        """Recoveries and checkpoint figures."""
+        with self._lock:
+            stats = self._checkpoints.stats if self._checkpoints is not None else None
+            return {
+                "state": self._verdict.state,
+                "generation": self._generation,
+                "recoveries": list(self.recoveries),
+                "checkpoints": copy.deepcopy(stats),
+            }
+
+    @ray.method(concurrency_group="control")
+    def ask(self, what: Literal["results", "metrics"], sinks_only: bool, timeout: float) -> dict[str, Any]:
         """``what`` of each task by name: from its outcome if it ended, else asked of its actor
         (a task that does not answer in time is left out, with a warning)."""
+        with self._lock:
+            members = [m for m in self._members if not sinks_only or m.vertex.nodes[-1].is_sink]
+            outcomes = dict(self._outcomes if self._verdict.state == "running" else self._verdict.outcomes)
+            running = not self._ended.is_set()
         answers: dict[str, Any] = {}
         asked: dict[str, ray.ObjectRef] = {}
         for member in members:
-            if member.name in self._outcomes:
-                answers[member.name] = getattr(self._outcomes[member.name], what)
-            elif self.state == "running":
+            if member.name in outcomes:
+                answers[member.name] = getattr(outcomes[member.name], what)
+            elif running:
                 asked[member.name] = getattr(member.actor, what).remote()
         for name, ref in asked.items():
             try:
@@ -545,6 +851,171 @@ class RayJob:
             except (ray.exceptions.RayError, TimeoutError) as exc:
                 logger.warning("no %s from %s: %s", what, name, exc)
         return {m.name: answers[m.name] for m in members if m.name in answers}
+
+
+class RayJob:
+    """A job running on Ray: a coordinator actor and, created by it, a named actor per task in
+    the job's namespace.
+
+    Use ``RayExecutor.submit`` to get one; ``wait`` returns the result, ``stop`` ends it
+    gracefully (sources stop, what is in flight drains, end-of-stream reaches the sinks),
+    ``cancel`` kills it. With checkpoints, a failed task or a lost node makes the coordinator
+    restart every task from the last complete checkpoint (``recoveries`` lists them).
+    """
+
+    def __init__(self, plan: PhysicalPlan, executor: RayExecutor) -> None:
+        self.plan = plan
+        self.namespace = f"citystream.{plan.job}.{uuid.uuid4().hex[:8]}"
+        self.state: Literal["created", "running", "finished", "failed", "cancelled"] = "created"
+        self._executor = executor
+        self._coordinator: ActorHandle | None = None
+        self._tasks: dict[str, dict[str, Any]] = {}
+        self._result: JobResult | None = None
+
+    @property
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        """Each task's actor name, namespace, process id and node (as of now: a recovery
+        replaces the actors)."""
+        if self._coordinator is not None and self.state == "running":
+            with contextlib.suppress(ray.exceptions.RayError):
+                self._tasks = dict(ray.get(self._coordinator.tasks.remote(), timeout=10))
+        return self._tasks
+
+    @property
+    def coordinator(self) -> ActorHandle:
+        assert self._coordinator is not None, "start the job first"
+        return self._coordinator
+
+    def start(self) -> RayJob:
+        """Creates the coordinator, which creates the task actors, connects them and starts the sources."""
+        if self.state != "created":
+            raise CitystreamError(f"job '{self.plan.job}' was already started")
+        self.state = "running"
+        executor = self._executor
+        spec = _JobSpec(
+            self.plan,
+            self.namespace,
+            executor.channels,
+            {v.id: executor.actor_options_for(v).ray_options() for v in self.plan.vertices},
+            executor.start_timeout_s,
+            executor.checkpoints,
+        )
+        coordinator = JobCoordinator.options(  # type: ignore[attr-defined]
+            name="coordinator", namespace=self.namespace, num_cpus=0, max_restarts=0, **executor.coordinator_options
+        ).remote(spec)
+        self._coordinator = coordinator
+        try:
+            self._tasks = ray.get(coordinator.start.remote())
+        except ray.exceptions.RayTaskError as exc:
+            self.state = "failed"
+            self._kill_coordinator()
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            raise cause from None
+        return self
+
+    def wait(self, timeout: float | None = None) -> JobResult:
+        """Waits until every task has ended and returns the job's result.
+
+        Raises:
+            JobFailed: a task raised or its actor died (and no recovery was left); every actor
+                of the job has been stopped.
+            TimeoutError: the job is still running after ``timeout`` seconds (it keeps running).
+        """
+        if self.state == "created":
+            raise CitystreamError(f"job '{self.plan.job}' was not started")
+        if self._result is not None:
+            return self._result
+        try:
+            verdict = cast(_Verdict, ray.get(self.coordinator.wait.remote(timeout)))
+        except ray.exceptions.RayActorError as exc:
+            self.state = "failed"
+            raise JobFailed("coordinator", CitystreamError(f"the job's coordinator died: {_actor_death(exc)}")) from exc
+        if verdict.state == "running":
+            raise TimeoutError(f"job '{self.plan.job}' still running after {timeout} s")
+        self._kill_coordinator()
+        if verdict.state == "failed":
+            self.state = "failed"
+            assert verdict.error is not None
+            error = verdict.error if isinstance(verdict.error, JobFailed) else JobFailed(verdict.task, verdict.error)
+            if verdict.traceback:
+                error.add_note(f"in the actor of task '{verdict.task}':\n{verdict.traceback}")
+            raise error
+        if verdict.state == "cancelled":
+            self.state = "cancelled"
+            raise CitystreamError(f"job '{self.plan.job}' was cancelled")
+        self.state = "finished"
+        self._result = _job_result(self.plan, verdict.outcomes)
+        self._result.recoveries = verdict.recoveries
+        self._result.checkpoints = verdict.checkpoints
+        return self._result
+
+    def stop(self, timeout: float | None = None) -> JobResult:
+        """Stops the sources; what is in flight drains and the sinks see the end of the stream."""
+        self.coordinator.stop.remote()
+        return self.wait(timeout)
+
+    def savepoint(self, timeout: float = 60.0) -> int:
+        """Takes a checkpoint now; returns its id once complete (``restore`` resumes from it)."""
+        return cast(int, ray.get(self.coordinator.savepoint.remote(timeout)))
+
+    def cancel(self) -> None:
+        """Kills every actor of the job now; nothing is drained."""
+        if self._coordinator is not None:
+            with contextlib.suppress(ray.exceptions.RayError):
+                ray.get(self._coordinator.cancel.remote(), timeout=30)
+            self._kill_coordinator()
+        if self.state == "running":
+            self.state = "cancelled"
+
+    def _kill_coordinator(self) -> None:
+        if self._coordinator is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(self._coordinator, no_restart=True)
+
+    @property
+    def recoveries(self) -> list[RecoveryRecord]:
+        """The automatic recoveries so far."""
+        return list(self.status()["recoveries"])
+
+    def status(self) -> dict[str, Any]:
+        """The coordinator's view: state, generation of the task actors, recoveries, checkpoints."""
+        return dict(ray.get(self.coordinator.status.remote(), timeout=30))
+
+    def peek(self, timeout: float = 10.0) -> dict[str, list[Any]]:
+        """What each sink holds now, per task, while the job runs (as ``JobResult.outputs``)."""
+        outputs: dict[str, list[Any]] = {}
+        for results in self._ask("results", True, timeout).values():
+            for sink, value in results.items():
+                outputs.setdefault(sink, []).append(value)
+        return outputs
+
+    def metrics(self, timeout: float = 10.0) -> dict[str, TaskMetrics]:
+        """Each task's metrics now (or at its end), by task name."""
+        return self._ask("metrics", False, timeout)
+
+    def _ask(self, what: Literal["results", "metrics"], sinks_only: bool, timeout: float) -> dict[str, Any]:
+        if self._result is not None:
+            source = self._result.outputs if what == "results" else self._result.metrics
+            if what == "metrics":
+                return dict(source)
+        if self._coordinator is None or self.state != "running":
+            return {}
+        try:
+            return dict(ray.get(self._coordinator.ask.remote(what, sinks_only, timeout), timeout=timeout + 30))
+        except ray.exceptions.RayError as exc:
+            logger.warning("no %s from the job's coordinator: %s", what, exc)
+            return {}
+
+
+def _job_result(plan: PhysicalPlan, outcomes: dict[str, TaskOutcome]) -> JobResult:
+    result = JobResult(plan.job)
+    for vertex in plan.vertices:
+        for subtask in range(vertex.parallelism):
+            outcome = outcomes[vertex.task_name(subtask)]
+            result.metrics[outcome.task] = outcome.metrics
+            for sink, value in outcome.results.items():
+                result.outputs.setdefault(sink, []).append(value)
+    return result
 
 
 def _actor_death(exc: BaseException) -> str:
@@ -564,6 +1035,9 @@ class RayExecutor(Executor):
             vertex (the first operator of a chain that is named here wins).
         init_options: extra keyword arguments for ``ray.init``.
         start_timeout_s: how long the actors may take to start before the job fails.
+        checkpoints: checkpoint interval, storage and recovery; None: no checkpoints, and a
+            failed task fails the job.
+        coordinator: Ray actor options of the job's coordinator (it reserves no CPU).
 
     Example:
         >>> from engine import Dataflow, RayExecutor
@@ -580,8 +1054,12 @@ class RayExecutor(Executor):
         placement: Mapping[str, ActorOptions] | None = None,
         init_options: Mapping[str, Any] | None = None,
         start_timeout_s: float = 120.0,
+        checkpoints: CheckpointOptions | None = None,
+        coordinator: Mapping[str, Any] | None = None,
     ) -> None:
         self.address = address
+        self.checkpoints = checkpoints
+        self.coordinator_options = dict(coordinator or {})
         self.channels = channels or ChannelOptions()
         self.actors = actors or ActorOptions()
         self.placement = dict(placement or {})
@@ -608,6 +1086,8 @@ class RayExecutor(Executor):
     def submit(self, flow: Dataflow | PhysicalPlan) -> RayJob:
         """Starts the job and returns its handle at once."""
         plan = self.plan_of(flow)
+        if self.checkpoints is not None:
+            check_replayable(plan)
         self.connect()
         job = RayJob(plan, self)
         try:

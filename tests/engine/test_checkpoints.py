@@ -50,19 +50,17 @@ class RunningSum(Operator):
         self.sums = dict(state["sums"])
 
 
-FAILURES: dict[str, int] = {}
-
-
 class FailOnce(Operator):
-    """Raises the first time it sees the row ``ts == at`` (per test, counted in FAILURES)."""
+    """Raises the first time it sees the row ``v == at``; a marker file remembers that it did,
+    across processes (a restarted Ray actor is a new process)."""
 
-    def __init__(self, label: str, at: int) -> None:
-        self.label, self.at = label, at
+    def __init__(self, marker: str, at: int) -> None:
+        self.marker, self.at = Path(marker), at
 
     def process_batch(self, batch: pa.RecordBatch, input_index: int, out: Collector) -> None:
-        if FAILURES.get(self.label, 0) == 0 and pc.any(pc.equal(batch.column("v"), self.at)).as_py():
-            FAILURES[self.label] = 1
-            raise RuntimeError(f"injected failure at ts {self.at}")
+        if not self.marker.exists() and pc.any(pc.equal(batch.column("v"), self.at)).as_py():
+            self.marker.write_text("failed once")
+            raise RuntimeError(f"injected failure at v {self.at}")
         out.emit(batch)
 
 
@@ -85,32 +83,36 @@ class Rows(Sink):
         return pa.Table.from_batches(self.batches) if self.batches else None
 
 
-def flow(label: str, fail_at: int | None = None, parallelism: int = 2) -> Dataflow:
+def flow(label: str, fail_at: int | None = None, parallelism: int = 2, marker: Path | None = None) -> Dataflow:
     f = Dataflow(f"ckpt-{label}", parallelism=parallelism)
     stream = f.from_table("rows", table(), "ts", batch_size=BATCH, parallelism=parallelism)
     if fail_at is not None:
-        stream = stream.key_by("key").process(lambda: FailOnce(label, fail_at), SCHEMA, "fail")
-    schema = SCHEMA.append(pa.field("total", pa.int64()))
+        assert marker is not None
+        where = str(marker)
+        stream = stream.key_by("key").process(lambda: FailOnce(where, fail_at), stream.schema, "fail")
+    schema = stream.schema.append(pa.field("total", pa.int64()))
     sums = stream.key_by("key").process(RunningSum, schema, "sums")
     sums.sink_each(Rows, "out", parallelism=1)
     return f
 
 
-def result_rows(result: Any) -> list[tuple[int, str, int]]:
-    tables = [t for t in result.outputs["out"] if t is not None]
-    t = pa.concat_tables(tables)
+def result_rows(result: Any) -> tuple[list[tuple[int, str]], dict[str, int]]:
+    """The (ts, key) of every row the sink got, and each key's final running sum (the order
+    of rows across channels is not fixed on Ray, the final sums are)."""
+    t = pa.concat_tables([t for t in result.outputs["out"] if t is not None])
     ts = pc.cast(t.column("ts"), pa.int64()).to_pylist()
-    return sorted(zip(ts, t.column("key").to_pylist(), t.column("total").to_pylist(), strict=True))
+    rows = sorted(zip(ts, t.column("key").to_pylist(), strict=True))
+    finals: dict[str, int] = {}
+    for key, total in zip(t.column("key").to_pylist(), t.column("total").to_pylist(), strict=True):
+        finals[key] = max(finals.get(key, 0), total)
+    return rows, finals
 
 
-def expected_rows() -> list[tuple[int, str, int]]:
+def expected_rows() -> tuple[list[tuple[int, str]], dict[str, int]]:
     sums: dict[str, int] = {}
-    out = []
     for i in range(TOTAL):
-        key = f"k{i % 7}"
-        sums[key] = sums.get(key, 0) + i
-        out.append((i, key, sums[key]))
-    return sorted(out)
+        sums[f"k{i % 7}"] = sums.get(f"k{i % 7}", 0) + i
+    return sorted((i, f"k{i % 7}") for i in range(TOTAL)), sums
 
 
 def test_barriers_align_across_channels(tmp_path: Path) -> None:
@@ -167,15 +169,28 @@ def test_checkpoints_are_written_with_a_manifest_and_the_last_few_kept(tmp_path:
 
 def test_a_failed_task_restarts_the_job_from_the_last_checkpoint(tmp_path: Path) -> None:
     executor = InlineExecutor(checkpoints=CheckpointOptions(str(tmp_path), interval_s=0))
-    result = executor.run(flow("recover", fail_at=2500))
+    result = executor.run(flow("recover", fail_at=2500, marker=tmp_path / "failed"))
     assert len(executor.restarts) == 1 and "injected failure" in executor.restarts[0]
-    assert "from checkpoint" in executor.restarts[0]
+    assert "from checkpoint" in executor.restarts[0] and result.recoveries == executor.restarts
     assert result_rows(result) == expected_rows()  # nothing lost, nothing twice, sums right
+
+
+def test_on_ray_a_failed_task_restarts_every_task_from_the_last_checkpoint(tmp_path: Path, ray_instance: Any) -> None:
+    from engine import ChannelOptions, RayExecutor
+
+    options = CheckpointOptions(str(tmp_path / "checkpoints"), interval_s=0.05)
+    executor = RayExecutor(channels=ChannelOptions(credits=2, batch_rows=300, linger_ms=1), checkpoints=options)
+    job = executor.submit(flow("ray-recover", fail_at=3500, marker=tmp_path / "failed"))
+    result = job.wait(timeout=120)
+    assert result_rows(result) == expected_rows()
+    assert (tmp_path / "failed").exists()
+    assert len(result.recoveries) == 1 and "injected failure" in result.recoveries[0]
+    assert result.checkpoints is not None and result.checkpoints.completed >= 1
 
 
 def test_without_checkpoints_a_failure_fails_the_job(tmp_path: Path) -> None:
     with pytest.raises(JobFailed, match="injected failure"):
-        InlineExecutor().run(flow("no-checkpoints", fail_at=100))
+        InlineExecutor().run(flow("no-checkpoints", fail_at=100, marker=tmp_path / "failed"))
 
 
 def test_restarts_are_bounded(tmp_path: Path) -> None:
@@ -186,7 +201,8 @@ def test_restarts_are_bounded(tmp_path: Path) -> None:
             out.emit(batch)
 
     f = Dataflow("always-fails")
-    f.from_table("rows", table(), "ts", batch_size=BATCH).process(AlwaysFail, SCHEMA, "broken").collect("out")
+    stream = f.from_table("rows", table(), "ts", batch_size=BATCH)
+    stream.process(AlwaysFail, stream.schema, "broken").collect("out")
     executor = InlineExecutor(checkpoints=CheckpointOptions(str(tmp_path), interval_s=0, max_restarts=2))
     with pytest.raises(JobFailed, match="broken for good"):
         executor.run(f)
