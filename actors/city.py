@@ -14,7 +14,8 @@ from actors.district import DistrictFusion
 from actors.gateway import PoliceGateway
 from actors.schemas import INCIDENT, LABELS, TIME
 from actors.topology import City
-from engine import Dataflow, Source, Stream
+from engine import CitystreamError, Dataflow, Source, Stream
+from engine.checkpoint import CheckpointOptions
 from engine.expr import Expr, col, fn
 from engine.operator import LATE
 
@@ -71,6 +72,25 @@ class _district_of:
 def _not_in_future(batch: pa.RecordBatch) -> pa.Array:
     limit = pa.scalar(int(time.time() * 1000) + FUTURE_MS, pa.int64()).cast(TIME)
     return pc.less_equal(pc.cast(batch.column("ts"), TIME), limit)
+
+
+def checkpoint_options(city: City, *, interval_s: float | None = None, restore: bool = False) -> CheckpointOptions | None:
+    """The city job's checkpoint options from its config (``interval_s`` overrides the
+    config's); None when checkpoints are off (an interval of 0)."""
+    config = city.checkpoints
+    interval = config.interval_s if interval_s is None else interval_s
+    if interval <= 0:
+        if restore:
+            raise CitystreamError("restoring needs checkpoints: set [checkpoints] interval_s above 0")
+        return None
+    return CheckpointOptions(
+        config.directory,
+        interval_s=interval,
+        keep=config.keep,
+        timeout_s=config.timeout_s,
+        max_restarts=config.max_restarts,
+        restore=restore,
+    )
 
 
 def city_flow(

@@ -18,6 +18,7 @@ from rich.live import Live
 from actors.schemas import INCIDENT
 from actors.topology import DEFAULT_CONFIG, City, ConfigError, load_city
 from engine import ChannelOptions, CitystreamError, InlineExecutor, JobResult, build_plan
+from engine.checkpoint import CheckpointOptions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--batch-rows", type=int, default=10_000, help="rows per frame")
     run.add_argument("--linger-ms", type=float, default=5.0, help="longest wait of a frame that is not full")
     run.add_argument("--no-view", action="store_true", help="no live terminal view; print a summary at the end")
+    run.add_argument(
+        "--restore",
+        action="store_true",
+        help="resume from the last complete checkpoint (a stopped job's savepoint) under the config's [checkpoints] directory",
+    )
+    run.add_argument(
+        "--checkpoint-interval", type=float, default=None, help="seconds between checkpoints (default: the config's; 0: none)"
+    )
     explain = commands.add_parser("explain", help="print the physical plan of the city job, or of a SQL file")
     explain.add_argument("file", type=Path, nargs="?", default=None, help="a .sql file (default: the city job)")
     explain.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
@@ -71,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     console = Console()
 
-    from actors.city import city_flow
+    from actors.city import checkpoint_options, city_flow
 
     try:
         city = load_city(args.config)
@@ -89,10 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     flow = city_flow(city, mode=args.mode, duration_s=args.duration if args.mode == "replay" else None, seed=args.seed)
     started = time.monotonic()
     try:
+        checkpoints = checkpoint_options(city, interval_s=args.checkpoint_interval, restore=args.restore)
+        if checkpoints is not None:
+            where = "restoring from the last checkpoint under" if args.restore else "checkpoints every"
+            detail = checkpoints.directory if args.restore else f"{checkpoints.interval_s:g} s to {checkpoints.directory}"
+            console.print(f"{where} {detail}", highlight=False)
         if args.executor == "inline":
-            result = InlineExecutor().run(flow)
+            result = InlineExecutor(checkpoints=checkpoints).run(flow)
         else:
-            result = _run_on_ray(flow, city, args, console)
+            result = _run_on_ray(flow, city, args, console, checkpoints)
     except CitystreamError as exc:
         console.print(f"[red]job failed:[/red] {exc}")
         return 1
@@ -157,12 +171,14 @@ def _console(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_on_ray(flow: Any, city: City, args: argparse.Namespace, console: Console) -> JobResult:
+def _run_on_ray(
+    flow: Any, city: City, args: argparse.Namespace, console: Console, checkpoints: CheckpointOptions | None
+) -> JobResult:
     from actors.live import LiveView
     from engine import RayExecutor
 
     channels = ChannelOptions(credits=args.credits, batch_rows=args.batch_rows, linger_ms=args.linger_ms)
-    with RayExecutor(args.address, channels=channels) as executor:
+    with RayExecutor(args.address, channels=channels, checkpoints=checkpoints) as executor:
         for stale in Path(city.dispatch.log_dir).glob("*.address"):  # from an earlier run
             stale.unlink()
         job = executor.submit(flow)
@@ -179,18 +195,30 @@ def _run_on_ray(flow: Any, city: City, args: argparse.Namespace, console: Consol
                         return job.wait(timeout=1.0)
                     elapsed = time.monotonic() - started
                     if args.mode == "live" and args.duration is not None and elapsed >= args.duration:
-                        return job.stop(timeout=120)
+                        return _stop(job, console, checkpoints is not None, timeout=120)
                     if show:
                         metrics = job.metrics()
                         view.update(metrics)
                         live.update(view.render(metrics, gateway_incidents(job.peek()), elapsed))  # type: ignore[union-attr]
         except KeyboardInterrupt:
-            console.print("stopping: sources end, in-flight rows drain ...")
             try:
-                return job.stop(timeout=60)
+                return _stop(job, console, checkpoints is not None, timeout=60)
             except BaseException:
                 job.cancel()
                 raise
+
+
+def _stop(job: Any, console: Console, savepoint: bool, timeout: float) -> JobResult:
+    """With checkpoints: a savepoint, then the job ends without draining (``--restore`` goes on
+    from there, open windows included); without: the sources end and what is in flight drains."""
+    if not savepoint:
+        console.print("stopping: sources end, in-flight rows drain ...")
+        result: JobResult = job.stop(timeout=timeout)
+        return result
+    console.print("stopping: taking a savepoint ...")
+    checkpoint_id, result = job.stop_with_savepoint(timeout=timeout)
+    console.print(f"savepoint {checkpoint_id} written; resume with: citystream run --restore", highlight=False)
+    return result
 
 
 def _print_endpoints(console: Console, city: City, wait_s: float = 15.0) -> None:
@@ -227,6 +255,15 @@ def print_summary(console: Console, city: City, result: JobResult, elapsed: floa
         reasons = Counter(table.column("reason").to_pylist()) if "reason" in table.column_names else {}
         detail = f" ({', '.join(f'{r}: {n}' for r, n in reasons.items())})" if reasons else ""
         console.print(f"{sink}: {table.num_rows}{detail}")
+    if result.checkpoints is not None:
+        stats = result.checkpoints
+        console.print(
+            f"checkpoints: {stats.completed} complete, {stats.aborted} given up; the last "
+            + (f"({stats.last_id}) took {stats.last_duration_ms:.1f} ms, {stats.last_size:,} bytes" if stats.last_id else "-"),
+            highlight=False,
+        )
+    for reason in result.recoveries:
+        console.print(f"[yellow]recovered from a failure:[/yellow] {reason}", highlight=False)
     console.print(metrics_table(result), soft_wrap=True, highlight=False)
 
 

@@ -154,6 +154,22 @@ class Dispatch:
 
 
 @dataclass(frozen=True)
+class Checkpoints:
+    """Checkpoints of the city job (``engine.checkpoint.CheckpointOptions``).
+
+    ``directory``: a local path (relative: from $CITYSTREAM_HOME, or else the working
+    directory) or a URI pyarrow.fs understands (``s3://bucket/prefix`` on a cluster).
+    ``interval_s``: 0 turns checkpoints off (a failed actor then fails the job).
+    """
+
+    directory: str = "var/checkpoints"
+    interval_s: float = 1.0
+    keep: int = 3
+    timeout_s: float = 60.0
+    max_restarts: int = 3
+
+
+@dataclass(frozen=True)
 class City:
     name: str
     districts: tuple[District, ...]
@@ -164,6 +180,7 @@ class City:
     rules: Rules = Rules()
     simulation: Simulation = Simulation()
     dispatch: Dispatch = Dispatch()
+    checkpoints: Checkpoints = Checkpoints()
 
     def district_ids(self) -> list[str]:
         return [d.id for d in self.districts]
@@ -209,7 +226,10 @@ def with_paths_resolved(city: City, config_dir: Path) -> City:
     dispatch = dataclasses.replace(
         d, tls_cert=resolve(d.tls_cert, config_dir), tls_key=resolve(d.tls_key, config_dir), log_dir=resolve(d.log_dir, home)
     )
-    return dataclasses.replace(city, dispatch=dispatch)
+    checkpoints = city.checkpoints
+    if "://" not in checkpoints.directory:
+        checkpoints = dataclasses.replace(checkpoints, directory=resolve(checkpoints.directory, home))
+    return dataclasses.replace(city, dispatch=dispatch, checkpoints=checkpoints)
 
 
 def _build(cls: type, raw: Any, key: str) -> Any:

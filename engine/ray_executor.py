@@ -958,6 +958,18 @@ class RayJob:
         """Takes a checkpoint now; returns its id once complete (``restore`` resumes from it)."""
         return cast(int, ray.get(self.coordinator.savepoint.remote(timeout)))
 
+    def stop_with_savepoint(self, timeout: float = 60.0) -> tuple[int, JobResult]:
+        """Takes a savepoint, then ends the job without draining: open windows stay in the
+        savepoint and fire when the job is restored from it (``CheckpointOptions(restore=True)``).
+        Returns the savepoint's id and what the sinks and tasks held at the end."""
+        checkpoint_id = self.savepoint(timeout)
+        result = JobResult(self.plan.job, outputs=self.peek(), metrics=self.metrics())
+        status = self.status()
+        result.recoveries = [r.reason for r in status["recoveries"]]
+        result.checkpoints = status["checkpoints"]
+        self.cancel()
+        return checkpoint_id, result
+
     def cancel(self) -> None:
         """Kills every actor of the job now; nothing is drained."""
         if self._coordinator is not None:
