@@ -4,7 +4,7 @@ numbered from 1 without gaps, from which a dispatch console can resume after any
 Every incident is also kept in memory (a gateway logs hundreds a day). Nothing is ever removed:
 there is no retention and no compaction yet, so the file and the memory grow with every incident.
 
-File format (``<directory>/<gateway>.log``, little-endian, written with ``struct``)::
+File format (``<directory>/<gateway>.log``, little-endian, framed by ``actors.log_records``)::
 
     file header   magic b"CSINCLOG" (8 bytes), format version (u16, now 1)
     record        type (u8: 1 = incident, 2 = acknowledgement), payload length (u32),
@@ -21,11 +21,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-import struct
-import sys
 import threading
 import time
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +30,7 @@ from types import TracebackType
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from actors.log_records import LogFormat, frame_record, lock_exclusive, read_all, scan_records, sync_directory, write_at
 from engine.errors import CitystreamError, OptionError
 from protos.citystream.v1 import dispatch_pb2
 
@@ -42,11 +40,7 @@ MAGIC = b"CSINCLOG"
 FORMAT_VERSION = 1
 INCIDENT_RECORD = 1
 ACKNOWLEDGEMENT_RECORD = 2
-
-_FILE_HEADER = struct.Struct("<8sH")  # magic, format version
-_RECORD_PREFIX = struct.Struct("<BI")  # record type, payload length
-_RECORD_HEADER = struct.Struct("<BII")  # record type, payload length, CRC32
-_CRC = struct.Struct("<I")
+_FORMAT = LogFormat(MAGIC, FORMAT_VERSION, "incident log")
 # The gateway id names the file: no separators, no leading dot.
 _GATEWAY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -180,7 +174,7 @@ class IncidentLog:
                 )
             if not new:
                 return []
-            self._write(b"".join(_record(INCIDENT_RECORD, stored.SerializeToString()) for stored in new))
+            self._write(b"".join(frame_record(INCIDENT_RECORD, stored.SerializeToString()) for stored in new))
             with self._lock:
                 self._incidents.extend(new)
                 self._sequences.update((stored.incident_id, stored.sequence) for stored in new)
@@ -211,7 +205,7 @@ class IncidentLog:
             acknowledgement = dispatch_pb2.Acknowledgement(console=console, officer=officer, note=note)
             acknowledgement.time.CopyFrom(_now())
             record = dispatch_pb2.Incident(sequence=sequence, acknowledgement=acknowledgement)
-            self._write(_record(ACKNOWLEDGEMENT_RECORD, record.SerializeToString()))
+            self._write(frame_record(ACKNOWLEDGEMENT_RECORD, record.SerializeToString()))
             updated = _copy(current)
             updated.acknowledgement.CopyFrom(acknowledgement)
             with self._lock:
@@ -309,15 +303,8 @@ class IncidentLog:
         """Writes whole records at the end of the last good one, then syncs (writers only)."""
         fd = self._fd
         assert fd is not None
-        offset = self._end
         try:
-            view = memoryview(data)
-            while view:
-                written = os.pwrite(fd, view, offset)
-                view = view[written:]
-                offset += written
-            if self.fsync:
-                os.fsync(fd)
+            end = write_at(fd, data, self._end, self.fsync)
         except OSError as exc:
             # After a failed fsync the page cache cannot be trusted: stop writing, and let a
             # reopen read what really is on disk.
@@ -329,27 +316,18 @@ class IncidentLog:
             raise CitystreamError(
                 f"incident log {self.path}: the write failed ({exc}); this call's records are not logged"
             ) from exc
-        self._end = offset
+        self._end = end
 
     def _lock_file(self, fd: int) -> None:
-        if sys.platform == "win32":
-            return
-        import fcntl
-
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise CitystreamError(
-                f"incident log {self.path} is already open in another IncidentLog (this or another process)"
-            ) from exc
+        if not lock_exclusive(fd):
+            raise CitystreamError(f"incident log {self.path} is already open in another IncidentLog (this or another process)")
 
     def _recover(self, fd: int) -> None:
         """Reads every record into memory and cuts off a damaged or unfinished tail."""
-        data = _read_all(fd)
-        header = _FILE_HEADER.pack(MAGIC, FORMAT_VERSION)
-        if len(data) < len(header):
-            if data != header[: len(data)]:
-                raise CitystreamError(f"{self.path} is not an incident log: it does not start with {MAGIC!r}")
+        data = read_all(fd)
+        header = _FORMAT.header
+        header_size = _FORMAT.check_header(data, self.path)
+        if header_size is None:
             if data:
                 logger.warning("incident log %s: its file header is incomplete (%d bytes); written again", self.path, len(data))
             os.pwrite(fd, header, 0)
@@ -357,27 +335,9 @@ class IncidentLog:
             self._sync(fd, directory=True)
             self._end = len(header)
             return
-        magic, version = _FILE_HEADER.unpack_from(data)
-        if magic != MAGIC:
-            raise CitystreamError(f"{self.path} is not an incident log: it starts with {data[: len(MAGIC)]!r}, not {MAGIC!r}")
-        if version != FORMAT_VERSION:
-            raise CitystreamError(f"{self.path}: incident log format version {version}; this code reads version {FORMAT_VERSION}")
-        offset, problem = len(header), ""
-        while offset < len(data):
-            if len(data) - offset < _RECORD_HEADER.size:
-                problem = "an incomplete record header"
-                break
-            kind, length, crc = _RECORD_HEADER.unpack_from(data, offset)
-            start = offset + _RECORD_HEADER.size
-            if start + length > len(data):
-                problem = f"a record of {length} bytes cut short"
-                break
-            payload = data[start : start + length]
-            if zlib.crc32(payload, zlib.crc32(_RECORD_PREFIX.pack(kind, length))) != crc:
-                problem = "a record whose CRC does not match"
-                break
-            self._replay(kind, payload, offset)
-            offset = start + length
+        records, offset, problem = scan_records(data, header_size)
+        for record in records:
+            self._replay(record.kind, bytes(record.payload), record.position)
         if problem:
             logger.warning(
                 "incident log %s: %s at byte %d; %d bytes dropped (from there to the end of the file); it ends at sequence %d",
@@ -421,18 +381,8 @@ class IncidentLog:
         if not self.fsync:
             return
         os.fsync(fd)
-        if directory and sys.platform != "win32":
-            # A new file's directory entry must be durable too.
-            directory_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory_fd)
-            finally:
-                os.close(directory_fd)
-
-
-def _record(kind: int, payload: bytes) -> bytes:
-    prefix = _RECORD_PREFIX.pack(kind, len(payload))
-    return prefix + _CRC.pack(zlib.crc32(payload, zlib.crc32(prefix))) + payload
+        if directory:  # a new file's directory entry must be durable too
+            sync_directory(self.path.parent)
 
 
 def _copy(incident: dispatch_pb2.Incident) -> dispatch_pb2.Incident:
@@ -445,15 +395,3 @@ def _now() -> Timestamp:
     stamp = Timestamp()
     stamp.FromNanoseconds(time.time_ns())
     return stamp
-
-
-def _read_all(fd: int) -> bytes:
-    size = os.fstat(fd).st_size
-    chunks, offset = [], 0
-    while offset < size:
-        chunk = os.pread(fd, size - offset, offset)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)
