@@ -78,6 +78,7 @@ class _Declared(Source):
             )
         self.columns = [names[f.name.lower()] for f in table.schema]
         self.table = table
+        self.replayable = source.replayable  # the feed's place is the table's: only columns are dropped
         self.schema = pa.schema(
             [pa.field(f.name, source.schema.field(c).type) for f, c in zip(table.schema, self.columns, strict=True)]
         )
@@ -101,6 +102,15 @@ class _Declared(Source):
         if not isinstance(batch, pa.RecordBatch):
             return batch
         return pa.RecordBatch.from_arrays([batch.column(c) for c in self.columns], schema=self.schema)
+
+    def snapshot(self) -> Any:
+        return self.source.snapshot()
+
+    def restore(self, state: Any) -> None:
+        self.source.restore(state)
+
+    def on_commit(self, checkpoint_id: int, state: Any) -> None:
+        self.source.on_commit(checkpoint_id, state)
 
     def close(self) -> None:
         self.source.close()

@@ -10,7 +10,7 @@ import time
 import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +19,7 @@ from actors.schemas import DETECTION, LABELS, WEATHER
 from actors.topology import Camera, City
 from engine.errors import CitystreamError, OptionError
 from engine.sources import END_OF_INPUT, EndOfInput, Source
+from engine.state import StateError
 
 __all__ = ["CameraFeed", "WeatherFeed", "replay_tables"]
 
@@ -146,10 +147,16 @@ class _PacedFeed(Source):
     Period ``k`` covers event time [start + k * period, start + (k + 1) * period). A replay
     hands out one period per poll as fast as it is polled; a live feed starts at the wall clock
     and hands a period out once it is due (its end for cameras, its start for readings).
+
+    Replayable: a snapshot holds the clock (start, end and period number: a live feed's start
+    is the wall clock at its first opening, which a restored feed must keep to go on from the
+    checkpointed period) and the simulation's state, so that a restored feed returns the very
+    batches that followed the snapshot (a live one then skips ahead if it is behind the clock).
     """
 
     _unit = "partition"
     _due_at_end = True
+    replayable = True
 
     def __init__(self, city: City, mode: Mode, duration_s: float | None, seed: int | None) -> None:
         if mode not in ("replay", "live"):
@@ -163,6 +170,7 @@ class _PacedFeed(Source):
         self._start_ms = 0
         self._end_ms: int | None = None
         self._step = 0
+        self._partition = 0
 
     def _partitions(self) -> int:
         raise NotImplementedError
@@ -174,6 +182,13 @@ class _PacedFeed(Source):
         raise NotImplementedError
 
     def _build(self, t_from: int, t_to: int, skipped: bool) -> pa.RecordBatch:
+        raise NotImplementedError
+
+    def _simulation_state(self) -> dict[str, Any]:
+        """What the partition's simulation changed since it was built (see ``snapshot``)."""
+        raise NotImplementedError
+
+    def _restore_simulation(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
     def open(self, partition: int, partitions: int) -> None:
@@ -188,7 +203,28 @@ class _PacedFeed(Source):
         self._start_ms = _replay_start_ms(self.city.simulation.start) if self.mode == "replay" else _wall_ms()
         self._end_ms = None if self.duration_s is None else self._start_ms + round(self.duration_s * 1000)
         self._step = 0
+        self._partition = partition
         self._open_partition(partition)
+
+    def snapshot(self) -> dict[str, Any]:
+        # The partition too: a simulation restored into another camera group or station would
+        # run with another's tracks and weather.
+        return {
+            "partition": self._partition,
+            "start_ms": self._start_ms,
+            "end_ms": self._end_ms,
+            "step": self._step,
+            "simulation": self._simulation_state(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if state["partition"] != self._partition:
+            raise StateError(
+                f"{type(self).__name__}: a checkpoint of {self._unit} {state['partition']} cannot be restored "
+                f"into {self._unit} {self._partition}"
+            )
+        self._start_ms, self._end_ms, self._step = state["start_ms"], state["end_ms"], state["step"]
+        self._restore_simulation(state["simulation"])
 
     def poll(self) -> pa.RecordBatch | EndOfInput | None:
         period = self._period_ms()
@@ -289,6 +325,16 @@ class CameraFeed(_PacedFeed):
     def _build(self, t_from: int, t_to: int, skipped: bool) -> pa.RecordBatch:
         assert self._sim is not None, "open() the source first"
         return self._sim.advance(t_from, t_to, skipped)
+
+    def _simulation_state(self) -> dict[str, Any]:
+        if self._sim is None:
+            raise StateError("CameraFeed: open() the source before taking a snapshot")
+        return self._sim.state()
+
+    def _restore_simulation(self, state: dict[str, Any]) -> None:
+        if self._sim is None:
+            raise StateError("CameraFeed: open() the source before restoring it")
+        self._sim.set_state(state)
 
     def close(self) -> None:
         self._sim = None
@@ -449,6 +495,49 @@ class _CameraGroup:
         self.tracks = _Tracks()
         self._warm_start(start_ms, feed.crowds_per_hour)
         self.pending: list[tuple[np.ndarray, np.ndarray]] = []  # rows not arrived yet: ints, floats
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything the simulation changes after it was built: the random generator, the clock
+        (a live group's start is the wall clock when it was opened), track ids given out, how busy
+        each camera is, the crowds, the tracks and the rows not arrived yet. The zones, geometry
+        and rates follow from the city and are built again by ``open``. Arrays are copied: the
+        simulation changes its own in place."""
+        return {
+            "rng": self.rng.bit_generator.state,
+            "start_ms": self.start_ms,
+            "next_tick": self.next_tick,
+            "refill": float(self.refill),
+            "busy": self.busy.copy(),
+            "id_counter": self.id_counter.copy(),
+            "crowd_start": self.crowd_start.copy(),
+            "crowd_end": self.crowd_end.copy(),
+            "crowd_size": self.crowd_size.copy(),
+            "crowds_until": float(self.crowds_until),
+            "track_floats": self.tracks.floats.copy(),
+            "track_ints": self.tracks.ints.copy(),
+            "pending": [[rows.copy(), values.copy()] for rows, values in self.pending],
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Goes back to what ``state`` returned (arrays copied: a state may be restored twice)."""
+        self.rng.bit_generator.state = state["rng"]
+        self.start_ms = int(state["start_ms"])
+        self.next_tick = int(state["next_tick"])
+        self.refill = float(state["refill"])
+        self.busy = np.array(state["busy"], np.float64)
+        self.id_counter = np.array(state["id_counter"], np.int64)
+        self.crowd_start = np.array(state["crowd_start"], np.float64)
+        self.crowd_end = np.array(state["crowd_end"], np.float64)
+        self.crowd_size = np.array(state["crowd_size"], np.float64)
+        self.crowds_until = float(state["crowds_until"])
+        self.tracks.floats = np.array(state["track_floats"], np.float64).reshape(-1, len(_Tracks.FLOATS))
+        self.tracks.ints = np.array(state["track_ints"], np.int64).reshape(-1, len(_Tracks.INTS))
+        self.pending = [
+            (np.array(rows, np.int64).reshape(5, -1), np.array(values, np.float64).reshape(3, -1))
+            for rows, values in state["pending"]
+        ]
 
     def _warm_start(self, t: int, crowds_per_hour: float) -> None:
         """The city was alive before the feed started: the first tick fills the scene at once,
@@ -1120,6 +1209,16 @@ class WeatherFeed(_PacedFeed):
         assert self._station is not None, "open() the source first"
         return self._station.reading(t_from)
 
+    def _simulation_state(self) -> dict[str, Any]:
+        if self._station is None:
+            raise StateError("WeatherFeed: open() the source before taking a snapshot")
+        return self._station.state()
+
+    def _restore_simulation(self, state: dict[str, Any]) -> None:
+        if self._station is None:
+            raise StateError("WeatherFeed: open() the source before restoring it")
+        self._station.set_state(state)
+
     def close(self) -> None:
         self._station = None
 
@@ -1159,6 +1258,26 @@ class _RegionalWeather:
             self.next_episode = self.episodes[0][0] + length + self._draw(rng, self.dust_gap_ms)
         else:
             self.next_episode = anchor_ms + self._draw(self.dust_rng, self.dust_gap_ms)
+
+    def state(self) -> dict[str, Any]:
+        """What changes as time goes on: the generators, the spells and episodes drawn so far
+        and when the next ones come (the pressure systems and means follow from the seed)."""
+        return {
+            "rain_rng": self.rain_rng.bit_generator.state,
+            "dust_rng": self.dust_rng.bit_generator.state,
+            "spells": [list(spell) for spell in self.spells],
+            "next_spell": float(self.next_spell),
+            "episodes": [list(episode) for episode in self.episodes],
+            "next_episode": float(self.next_episode),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.rain_rng.bit_generator.state = state["rain_rng"]
+        self.dust_rng.bit_generator.state = state["dust_rng"]
+        self.spells = [(float(s[0]), float(s[1]), float(s[2])) for s in state["spells"]]
+        self.next_spell = float(state["next_spell"])
+        self.episodes = [(float(e[0]), float(e[1]), float(e[2]), float(e[3]), float(e[4])) for e in state["episodes"]]
+        self.next_episode = float(state["next_episode"])
 
     @staticmethod
     def _draw(rng: np.random.Generator, mean: float) -> float:
@@ -1206,6 +1325,21 @@ class _RegionalWeather:
 class _Station:
     """One weather station: its own character and noise over the regional weather."""
 
+    # What a reading changes. The station's character (its temperatures, offsets, factors and
+    # means, but the wind's mean, which shifts) is drawn first from its seed: the same at every opening.
+    _CHANGING: ClassVar[tuple[str, ...]] = (
+        "temperature_noise",
+        "humidity_noise",
+        "cloud",
+        "pm_noise",
+        "rain_noise",
+        "visibility",
+        "wind",
+        "wind_mean",
+        "wind_direction",
+        "wet",
+    )
+
     def __init__(self, feed: WeatherFeed, partition: int, anchor_ms: int) -> None:
         city = feed.city
         station = city.stations[partition]
@@ -1235,6 +1369,19 @@ class _Station:
         self.wind_direction = float(rng.uniform(0.0, 360.0))
         self.wet = 0.0  # 0 dry .. 1 soaked: rain's effects build up and fade slowly
         self.last_ms: int | None = None
+
+    def state(self) -> dict[str, Any]:
+        """The generator, the fluctuations and the last reading's time, and the regional weather."""
+        state: dict[str, Any] = {name: float(getattr(self, name)) for name in self._CHANGING}
+        state.update(rng=self.rng.bit_generator.state, last_ms=self.last_ms, regional=self.regional.state())
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        for name in self._CHANGING:
+            setattr(self, name, float(state[name]))
+        self.rng.bit_generator.state = state["rng"]
+        self.last_ms = None if state["last_ms"] is None else int(state["last_ms"])
+        self.regional.set_state(state["regional"])
 
     def reading(self, t_ms: int) -> pa.RecordBatch:
         rng, regional = self.rng, self.regional

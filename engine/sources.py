@@ -74,6 +74,9 @@ class TableSource(Source):
         2
     """
 
+    replayable = True
+    """The table is in memory: the index of the next batch is the whole place in it."""
+
     def __init__(self, data: pa.Table | Iterable[pa.RecordBatch], batch_size: int = 10_000) -> None:
         if isinstance(data, pa.Table):
             self._batches = data.to_batches(max_chunksize=batch_size)
@@ -97,12 +100,29 @@ class TableSource(Source):
         self._position += self._step
         return batch
 
+    def snapshot(self) -> Any:
+        # The partition count is kept to refuse a restore into another cut of the batches.
+        return {"position": self._position, "partitions": self._step}
+
+    def restore(self, state: Any) -> None:
+        position, partitions = state["position"], state["partitions"]
+        if partitions != self._step or position % partitions != self._position % self._step:
+            raise StateError(
+                f"TableSource: a checkpoint of batch {position} of {partitions} partitions cannot be restored "
+                f"into partition {self._position % self._step} of {self._step}"
+            )
+        self._position = position
+
 
 class GeneratorSource(Source):
     """A source over a generator function ``make(partition, partitions)``.
 
     The generator yields record batches, or None to say that nothing is ready now (the
     source is idle); when it returns, the partition has ended.
+
+    Not replayable: a Python generator cannot be rewound nor its place written down, so a
+    dataflow reading one cannot be checkpointed (``snapshot`` raises StateError). A source
+    that must survive a restart implements ``snapshot``/``restore`` itself, as TableSource does.
     """
 
     def __init__(

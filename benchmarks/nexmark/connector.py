@@ -15,7 +15,9 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -144,6 +146,15 @@ class _DeclaredColumns(Source):
         self._columns = columns
         self.schema = pa.schema([declared for _, declared in columns])
         self.kind, self.config = source.kind, source.config
+        self.replayable = source.replayable  # the generator's place is the table's: only columns change
+
+    def __copy__(self) -> _DeclaredColumns:
+        # Each task copies its source (engine.task) and opens its copy with its partition: the
+        # generator inside must be copied too, or the tasks would all read the last one opened.
+        twin = object.__new__(_DeclaredColumns)
+        twin.__dict__.update(self.__dict__)
+        twin._source = copy.copy(self._source)
+        return twin
 
     def open(self, partition: int, partitions: int) -> None:
         self._source.open(partition, partitions)
@@ -157,6 +168,15 @@ class _DeclaredColumns(Source):
             array = batch.column(name)
             arrays.append(array if array.type == declared.type else pc.cast(array, declared.type))
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+    def snapshot(self) -> Any:
+        return self._source.snapshot()
+
+    def restore(self, state: Any) -> None:
+        self._source.restore(state)
+
+    def on_commit(self, checkpoint_id: int, state: Any) -> None:
+        self._source.on_commit(checkpoint_id, state)
 
     def close(self) -> None:
         self._source.close()

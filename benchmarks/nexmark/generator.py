@@ -34,7 +34,7 @@ import math
 import time
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Literal, cast, get_args
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 
 from engine.errors import OptionError
 from engine.sources import END_OF_INPUT, EndOfInput, Source
+from engine.state import StateError
 from engine.timeutil import EVENT_TIME_TYPE
 
 logger = logging.getLogger(__name__)
@@ -727,6 +728,9 @@ class NexmarkSource(Source):
     END_OF_INPUT; with ``events=None`` it never does. Batches are generated as fast as they are
     polled; their timestamps follow ``events_per_second``, not the wall clock.
 
+    Replayable: every event follows from the configuration and its id, so the number of the
+    next block is the whole place in the stream.
+
     Example:
         >>> source = NexmarkSource("auction", NexmarkConfig(events=100, batch_size=50))
         >>> source.open(0, 1)
@@ -737,6 +741,8 @@ class NexmarkSource(Source):
         >>> source.poll() is END_OF_INPUT
         True
     """
+
+    replayable = True
 
     def __init__(self, kind: NexmarkKind, config: NexmarkConfig) -> None:
         self.kind = _check_kind(kind)
@@ -762,6 +768,19 @@ class NexmarkSource(Source):
             batch = _generate_kind(config, self.kind, config.first_event_id + start, count)
             if batch.num_rows:
                 return batch
+
+    def snapshot(self) -> Any:
+        # The partition count is kept to refuse a restore into another cut of the blocks.
+        return {"block": self._block, "partitions": self._step}
+
+    def restore(self, state: Any) -> None:
+        block, partitions = state["block"], state["partitions"]
+        if partitions != self._step or block % partitions != self._block % self._step:
+            raise StateError(
+                f"NexmarkSource: a checkpoint of block {block} of {partitions} partitions cannot be restored "
+                f"into partition {self._block % self._step} of {self._step}"
+            )
+        self._block = block
 
 
 def nexmark_tables(config: NexmarkConfig) -> dict[NexmarkKind, pa.Table]:
