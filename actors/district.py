@@ -119,8 +119,12 @@ class DistrictFusion(Operator):
                 person,
                 Session(gap=timedelta(seconds=r.loitering_gap_s)),
                 ["district", "camera", "track_id"],
-                [agg("min", "ts", name="first_seen"), agg("count", name="detections"),
-                 agg("count_distinct", "zone_kind", name="zone_kinds"), agg("last", "zone_kind")],
+                [
+                    agg("min", "ts", name="first_seen"),
+                    agg("count", name="detections"),
+                    agg("count_distinct", "zone_kind", name="zone_kinds"),
+                    agg("last", "zone_kind"),
+                ],
                 self._loiterers,
             ),
             rule(
@@ -136,13 +140,18 @@ class DistrictFusion(Operator):
                 col("label").isin(["fire", "smoke"]) & (col("confidence") >= lit(r.fire_min_confidence)),
                 Tumbling(timedelta(seconds=r.fire_window_s)),
                 ["district", "camera"],
-                [agg("count", name="detections"), agg("count_distinct", "label", name="labels"), agg("max", "label"),
-                 agg("max", "confidence")],
+                [
+                    agg("count", name="detections"),
+                    agg("count_distinct", "label", name="labels"),
+                    agg("max", "label"),
+                    agg("max", "confidence"),
+                ],
                 self._fires,
             ),
             rule(
                 "road",
-                (col("label") == lit("collision")) & (col("zone_kind") == lit("road"))
+                (col("label") == lit("collision"))
+                & (col("zone_kind") == lit("road"))
                 & (col("confidence") >= lit(r.road_min_confidence)),
                 Tumbling(timedelta(seconds=r.road_window_s)),
                 ["district", "camera"],
@@ -267,8 +276,16 @@ class DistrictFusion(Operator):
         night = (hour >= 22) | (hour < 6)
         severity = 3 + night.astype(np.int64)
         evidence = _text(
-            "person track ", w.column("track_id"), " in restricted zone ", w.column("zone"), " of ", w.column("camera"),
-            ": ", w.column("detections"), " detections, confidence up to ", _rounded(w.column("confidence_max"), 2),
+            "person track ",
+            w.column("track_id"),
+            " in restricted zone ",
+            w.column("zone"),
+            " of ",
+            w.column("camera"),
+            ": ",
+            w.column("detections"),
+            " detections, confidence up to ",
+            _rounded(w.column("confidence_max"), 2),
             pa.array(np.where(night, " (at night)", ""), pa.string()),
         )
         return self._incidents("intrusion", w, ["camera", "zone", "track_id"], severity, evidence)
@@ -283,8 +300,15 @@ class DistrictFusion(Operator):
         restricted = pc.fill_null(pc.equal(w.column("zone_kind_last"), "restricted"), False).to_numpy(zero_copy_only=False)
         severity = 2 + restricted.astype(np.int64)
         evidence = _text(
-            "person track ", w.column("track_id"), " stayed ", pa.array(np.round(stayed_s).astype(np.int64)).cast(pa.string()),
-            " s in view of ", w.column("camera"), " (", w.column("detections"), " detections)",
+            "person track ",
+            w.column("track_id"),
+            " stayed ",
+            pa.array(np.round(stayed_s).astype(np.int64)).cast(pa.string()),
+            " s in view of ",
+            w.column("camera"),
+            " (",
+            w.column("detections"),
+            " detections)",
         )
         return self._incidents("loitering", w, ["camera", "track_id"], severity, evidence)
 
@@ -299,8 +323,12 @@ class DistrictFusion(Operator):
         dusty = _filled(w.column(WEATHER_PREFIX + "pm10"), 0.0) >= r.dust_levels[1]
         severity = 2 + (persons >= 2 * r.crowd_min_persons) + dusty
         evidence = _text(
-            pa.array(persons).cast(pa.string()), " people in view of ", w.column("camera"), " within ",
-            pa.array([f"{r.crowd_window_s:g}"] * w.num_rows), " s",
+            pa.array(persons).cast(pa.string()),
+            " people in view of ",
+            w.column("camera"),
+            " within ",
+            pa.array([f"{r.crowd_window_s:g}"] * w.num_rows),
+            " s",
             pa.array(np.where(dusty, " during yellow dust", ""), pa.string()),
         )
         return self._incidents("crowd", w, ["camera"], severity, evidence)
@@ -319,9 +347,20 @@ class DistrictFusion(Operator):
         severity = np.minimum(3 + fire_seen + strong + dry, 5)
         what = pa.array(np.where(fire_seen, "fire", "smoke"), pa.string())
         evidence = _text(
-            what, " seen by ", w.column("camera"), ": ", w.column("detections"), " detections, confidence up to ",
-            _rounded(w.column("confidence_max"), 2), "; wind ", _rounded(pa.array(wind), 1), " m/s from ",
-            _rounded(w.column(WEATHER_PREFIX + "wind_direction"), 0), " deg, humidity ", _rounded(pa.array(humidity), 0), "%",
+            what,
+            " seen by ",
+            w.column("camera"),
+            ": ",
+            w.column("detections"),
+            " detections, confidence up to ",
+            _rounded(w.column("confidence_max"), 2),
+            "; wind ",
+            _rounded(pa.array(wind), 1),
+            " m/s from ",
+            _rounded(w.column(WEATHER_PREFIX + "wind_direction"), 0),
+            " deg, humidity ",
+            _rounded(pa.array(humidity), 0),
+            "%",
         )
         incidents = self._incidents("fire", w, ["camera"], severity, evidence)
         warnings = self._downwind_warnings(w, strong, severity)
@@ -342,8 +381,15 @@ class DistrictFusion(Operator):
             return None
         picked = w.take(pa.array(rows))
         source = pa.array([districts[i] for i in rows], pa.string())
-        evidence = _text("smoke from a fire in ", source, " (", picked.column("camera"), ") carried here by a ",
-                         _rounded(picked.column(WEATHER_PREFIX + "wind_speed"), 1), " m/s wind")
+        evidence = _text(
+            "smoke from a fire in ",
+            source,
+            " (",
+            picked.column("camera"),
+            ") carried here by a ",
+            _rounded(picked.column(WEATHER_PREFIX + "wind_speed"), 1),
+            " m/s wind",
+        )
         warning = self._incidents(
             "fire", picked, ["camera", "district"], severity[rows] - 1, evidence, districts=pa.array(targets, pa.string())
         )
@@ -356,9 +402,15 @@ class DistrictFusion(Operator):
         fog = _filled(w.column(WEATHER_PREFIX + "visibility"), np.inf) <= r.road_poor_visibility
         severity = 3 + rain + fog
         evidence = _text(
-            "collision on ", w.column("camera"), ": ", w.column("detections"), " detections; rain ",
-            _rounded(w.column(WEATHER_PREFIX + "precipitation"), 1), " mm/h, visibility ",
-            _rounded(w.column(WEATHER_PREFIX + "visibility"), 0), " m",
+            "collision on ",
+            w.column("camera"),
+            ": ",
+            w.column("detections"),
+            " detections; rain ",
+            _rounded(w.column(WEATHER_PREFIX + "precipitation"), 1),
+            " mm/h, visibility ",
+            _rounded(w.column(WEATHER_PREFIX + "visibility"), 0),
+            " m",
         )
         return self._incidents("road", w, ["camera"], severity, evidence)
 
@@ -371,8 +423,15 @@ class DistrictFusion(Operator):
             return None
         w = w.filter(pa.array(keep))
         severity = level[keep] + 1
-        evidence = _text("PM10 mean ", _rounded(w.column("pm10_mean"), 0), " ug/m3, peak ", _rounded(w.column("pm10_max"), 0),
-                         " over ", w.column("readings"), " readings")
+        evidence = _text(
+            "PM10 mean ",
+            _rounded(w.column("pm10_mean"), 0),
+            " ug/m3, peak ",
+            _rounded(w.column("pm10_max"), 0),
+            " over ",
+            w.column("readings"),
+            " readings",
+        )
         empty = pa.array([[] for _ in range(w.num_rows)], pa.list_(pa.string()))
         return self._incidents("yellow_dust", w, [], severity, evidence, weather_prefix="", cameras=empty)
 
@@ -395,7 +454,6 @@ def _text(*parts: object) -> pa.Array:
     """Joins literal strings and arrays element-wise into one string array."""
     length = next(len(p) for p in parts if isinstance(p, pa.Array | pa.ChunkedArray))
     arrays = [
-        pa.array([p] * length, pa.string()) if isinstance(p, str) else pc.fill_null(pc.cast(p, pa.string()), "?")
-        for p in parts
+        pa.array([p] * length, pa.string()) if isinstance(p, str) else pc.fill_null(pc.cast(p, pa.string()), "?") for p in parts
     ]
     return pc.binary_join_element_wise(*arrays, "")
