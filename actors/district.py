@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -183,6 +184,24 @@ class DistrictFusion(Operator):
         forwarded.append(self.dust.on_watermark(watermark, self._dust_out))
         values = [w for w in forwarded if w is not None]
         return min(values) if values else None
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"join": ..., "rules": {kind: ...}, "dust": ..., "raised": {episode: window end}}``:
+        the as-of join's, each rule window's and the dust window's own snapshots, and the
+        episodes raised (a copy: the dict changes in place with every incident)."""
+        return {
+            "join": self.join.snapshot(),
+            "rules": {rule.kind: rule.window.snapshot() for rule in self.rules},
+            "dust": self.dust.snapshot(),
+            "raised": dict(self.raised),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.join.restore(state["join"])
+        for rule in self.rules:
+            rule.window.restore(state["rules"][rule.kind])
+        self.dust.restore(state["dust"])
+        self.raised = dict(state["raised"])
 
     def _fused(self, batch: pa.RecordBatch) -> None:
         for rule in self.rules:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -73,6 +73,17 @@ class PoliceGateway(Sink):
             stored = self._log.append(incident_protos(batch))  # durable (fsync) before anyone sees it
             self.logged += len(stored)
             self._server.publish(stored)
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"batches": table, "counts": {(district, kind): n}, "logged": int}``: the incidents
+        kept for the job result and their counts. The incident log is not checkpoint state: it
+        is durable by itself, and incidents replayed after a restore are deduplicated by id."""
+        return {"batches": self.result(), "counts": dict(self.counts), "logged": self.logged}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.batches = state["batches"].to_batches()
+        self.counts = Counter(state["counts"])
+        self.logged = state["logged"]
 
     def close(self) -> None:
         (Path(self.city.dispatch.log_dir) / f"{self.gateway}.address").unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 
@@ -21,6 +22,13 @@ class CollectSink(Sink):
 
     def result(self) -> pa.Table:
         return pa.Table.from_batches(self.batches, schema=self.schema)
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"batches": table}``: what it kept so far, as the job result would hold it."""
+        return {"batches": self.result()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.batches = state["batches"].to_batches()
 
 
 class CallbackSink(Sink):
@@ -46,3 +54,10 @@ class CountSink(Sink):
 
     def result(self) -> dict[str, int]:
         return {"rows": self.rows, "batches": self.batches}
+
+    def snapshot(self) -> dict[str, int]:
+        """``{"rows": int, "batches": int}``: the counts so far."""
+        return self.result()
+
+    def restore(self, state: dict[str, int]) -> None:
+        self.rows, self.batches = state["rows"], state["batches"]

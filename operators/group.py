@@ -20,7 +20,7 @@ from engine.expr import Expr, as_array
 from engine.operator import Collector, Operator
 from engine.partitioning import hash_keys
 from operators.keys import hash_matches
-from operators.window.aggregates import Partials, TwoPhaseAggregate
+from operators.window.aggregates import Partials, TwoPhaseAggregate, partials_of_state, partials_state
 
 OP_COLUMN = "__op"
 INSERT, UPDATE, DELETE = "+I", "+U", "-D"
@@ -153,14 +153,6 @@ class UpdatingAggregate(Operator):
             hashes = [np.concatenate([a, b]) for a, b in zip(old_hashes, new_hashes, strict=True)]
             self.segments.append(_Segment.of(tables, hashes, np.concatenate([old_emitted, new_emitted])))
 
-    def _state(self) -> Partials | None:
-        """Every live state row, as one Partials (for snapshots)."""
-        if not self.segments:
-            return None
-        parts = [segment.compacted()[0] for segment in self.segments]
-        tables = [pa.concat_tables([p[i] for p in parts]) for i in range(len(parts[0]))]
-        return Partials(tables[0], tables[1:])
-
     def _hashes_of(self, partials: Partials) -> list[np.ndarray]:
         return [self._key_hashes(partials.main), *(self._key_hashes(t) for t in partials.distinct)]
 
@@ -169,14 +161,25 @@ class UpdatingAggregate(Operator):
             return np.zeros(table.num_rows, dtype=np.uint64)
         return hash_keys(table.combine_chunks(), self.keys).astype(np.uint64)
 
-    def snapshot(self) -> Any:
-        emitted = [segment.compacted()[2] for segment in self.segments]
-        return {"state": self._state(), "emitted": np.concatenate(emitted).tolist() if emitted else []}
+    def snapshot(self) -> dict[str, Any]:
+        """``{"segments": partials_state or None, "emitted": bool array, "pending": partials_state
+        or None}``: the live rows of each segment (one part per segment, so that a restore
+        gives back the same segments and compacts as the original would), whether each main
+        row's last change was emitted (so that the next one is +U or -D), and the partials of
+        the batches since the last watermark, not merged yet."""
+        compacted = [segment.compacted() for segment in self.segments]
+        return {
+            "segments": partials_state([Partials(tables[0], tables[1:]) for tables, _, _ in compacted]),
+            "emitted": np.concatenate([emitted for _, _, emitted in compacted]) if compacted else np.zeros(0, dtype=bool),
+            "pending": partials_state(self.pending),
+        }
 
-    def restore(self, state: Any) -> None:
-        restored = state["state"]
+    def restore(self, state: dict[str, Any]) -> None:
         self.segments = []
-        if restored is not None:
-            emitted = np.array(state["emitted"], dtype=bool)
-            self.segments = [_Segment.of([restored.main, *restored.distinct], self._hashes_of(restored), emitted)]
-        self.emitted = np.array(state["emitted"], dtype=np.uint64)
+        emitted = np.asarray(state["emitted"], dtype=bool)
+        start = 0
+        for part in partials_of_state(state["segments"]):
+            rows = emitted[start : start + part.num_rows]
+            start += part.num_rows
+            self.segments.append(_Segment.of([part.main, *part.distinct], self._hashes_of(part), rows))
+        self.pending = partials_of_state(state["pending"])

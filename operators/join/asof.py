@@ -8,11 +8,14 @@ still need, so its state is bounded by the watermark.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.operator import LATE, Collector, Operator
+from engine.state import tables_of_state, tables_state
 from engine.timeutil import MIN_WATERMARK, clamp, time_values
 from operators.keys import key_change
 
@@ -161,3 +164,13 @@ class AsofJoin(Operator):
             self.right = [right.take(keep_indices)] if n else []
             return
         self.right = [right.filter(keep)]
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"watermark": int, "pending": table or None, "right": table or None}``: the left rows
+        waiting for the watermark, and the right rows they (or later ones) may still match."""
+        return {"watermark": self.watermark, "pending": tables_state(self.pending), "right": tables_state(self.right)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.watermark = state["watermark"]
+        self.pending = tables_of_state(state["pending"])
+        self.right = tables_of_state(state["right"])

@@ -7,10 +7,13 @@ emitted once, when its second row arrives.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.operator import LATE, Collector, Operator
+from engine.state import tables_of_state, tables_state
 from engine.timeutil import MIN_WATERMARK, clamp, time_values
 
 LATE_RIGHT = "late_right"
@@ -89,3 +92,12 @@ class IntervalJoin(Operator):
                 self.buffers[side] = [kept] if kept.num_rows else []
         # A buffered left row may still pair with a right row to come, down to watermark + lower.
         return clamp(watermark + min(0, self.lower))
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"watermark": int, "left": table or None, "right": table or None}``: each side's rows
+        that a row still to come on the other side may pair with."""
+        return {"watermark": self.watermark, "left": tables_state(self.buffers[0]), "right": tables_state(self.buffers[1])}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.watermark = state["watermark"]
+        self.buffers = [tables_of_state(state["left"]), tables_of_state(state["right"])]

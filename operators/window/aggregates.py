@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -65,6 +66,37 @@ class Partials:
     def filter(self, mask_of: Callable[[pa.Table], pa.Array]) -> Partials:
         """Keeps rows where ``mask_of(table)`` is true, in every table."""
         return Partials(self.main.filter(mask_of(self.main)), [t.filter(mask_of(t)) for t in self.distinct])
+
+
+def partials_state(parts: Sequence[Partials]) -> dict[str, Any] | None:
+    """A list of partials as checkpoint state (None for none): the rows of all of them as one
+    table (and one per distinct count) and each part's row counts.
+
+    The parts are kept apart rather than merged, so that a restored operator merges them when
+    and in the order the original would have: float sums then add up to the same bits.
+    """
+    if not parts:
+        return None
+    tables = [[p.main, *p.distinct] for p in parts]
+    return {
+        "main": pa.concat_tables([t[0] for t in tables]),
+        "distinct": [pa.concat_tables([t[i] for t in tables]) for i in range(1, len(tables[0]))],
+        "rows": np.array([[t.num_rows for t in part] for part in tables], dtype=np.int64),
+    }
+
+
+def partials_of_state(state: dict[str, Any] | None) -> list[Partials]:
+    """The list of partials ``partials_state`` packed (zero-copy slices of its tables)."""
+    if state is None:
+        return []
+    rows = np.asarray(state["rows"], dtype=np.int64)
+    starts = np.cumsum(rows, axis=0) - rows
+    tables = [state["main"], *state["distinct"]]
+    parts = []
+    for part_starts, part_rows in zip(starts.tolist(), rows.tolist(), strict=True):
+        sliced = [t.slice(a, n) for t, a, n in zip(tables, part_starts, part_rows, strict=True)]
+        parts.append(Partials(sliced[0], sliced[1:]))
+    return parts
 
 
 class TwoPhaseAggregate:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from math import gcd
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +17,7 @@ import pyarrow.compute as pc
 
 from engine.operator import LATE, Collector, Operator
 from engine.timeutil import MIN_WATERMARK, time_values
-from operators.window.aggregates import Partials, TwoPhaseAggregate
+from operators.window.aggregates import Partials, TwoPhaseAggregate, partials_of_state, partials_state
 from operators.window.common import window_result
 
 _COMPACT_AFTER = 8  # partials kept per bin before they are merged into one
@@ -135,3 +136,15 @@ class BinnedWindow(Operator):
         if results:
             for batch in pa.concat_tables(results).to_batches():
                 out.emit(batch)
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"watermark": int, "bins": [bin start per part], "partials": partials_state}``: every
+        bin's partials as they are (fired windows within their lateness too), not merged."""
+        parts = [(b, p) for b, stored in self.bins.items() for p in stored]
+        return {"watermark": self.watermark, "bins": [b for b, _ in parts], "partials": partials_state([p for _, p in parts])}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.watermark = state["watermark"]
+        self.bins = {}
+        for b, part in zip(state["bins"], partials_of_state(state["partials"]), strict=True):
+            self.bins.setdefault(b, []).append(part)

@@ -10,14 +10,17 @@ starts less than ``gap`` after the latest end so far in its key.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.operator import LATE, Collector, Operator
+from engine.state import tables_of_state, tables_state
 from engine.timeutil import MAX_WATERMARK, MIN_WATERMARK, clamp, time_values
 from operators.keys import key_change
-from operators.window.aggregates import Partials, TwoPhaseAggregate
+from operators.window.aggregates import Partials, TwoPhaseAggregate, partials_of_state, partials_state
 from operators.window.common import window_result
 
 _SID = "__sid"
@@ -165,3 +168,23 @@ class SessionWindow(Operator):
         emitted = window_result(result.drop_columns([_SID]), starts, ends, len(self.keys), is_update, self.schema)
         for batch in emitted.to_batches():
             out.emit(batch)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The rows not yet cut into sessions (``buffer``, a table or None), the sessions' partials
+        (``sessions``: partials_state of one part, or None), and the scalars: ``watermark``,
+        ``next_fire`` and ``next_sid`` (session ids go on from there, so none is reused)."""
+        return {
+            "watermark": self.watermark,
+            "next_fire": self.next_fire,
+            "next_sid": self.next_sid,
+            "buffer": tables_state(self.buffer),
+            "sessions": partials_state([self.sessions] if self.sessions is not None else []),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.watermark = state["watermark"]
+        self.next_fire = state["next_fire"]
+        self.next_sid = state["next_sid"]
+        self.buffer = tables_of_state(state["buffer"])
+        sessions = partials_of_state(state["sessions"])
+        self.sessions = sessions[0] if sessions else None
