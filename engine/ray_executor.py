@@ -28,6 +28,7 @@ import pyarrow as pa
 import ray
 import ray.util.metrics as ray_metrics
 from ray.actor import ActorHandle
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from engine.channels import ChannelOptions, ChannelWriter, ReorderBuffer, decode_frame
 from engine.checkpoint import (
@@ -900,8 +901,15 @@ class RayJob:
             executor.start_timeout_s,
             executor.checkpoints,
         )
+        options = dict(executor.coordinator_options)
+        # Next to the driver (on a cluster, the head node) unless told otherwise: the task actors
+        # share the coordinator's fate, so it should not sit on a worker node that may be lost.
+        options.setdefault(
+            "scheduling_strategy",
+            NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True),
+        )
         coordinator = JobCoordinator.options(  # type: ignore[attr-defined]
-            name="coordinator", namespace=self.namespace, num_cpus=0, max_restarts=0, **executor.coordinator_options
+            name="coordinator", namespace=self.namespace, num_cpus=0, max_restarts=0, **options
         ).remote(spec)
         self._coordinator = coordinator
         try:

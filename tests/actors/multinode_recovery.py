@@ -1,0 +1,80 @@
+"""Run by test_recovery.py in a process of its own (a Ray cluster of several nodes cannot share
+a process with the suite's Ray instance): a head without CPUs and two worker nodes on this
+machine, the city job with checkpoints, the node hosting a district actor removed mid-run.
+Prints one JSON line with what the test checks."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import ray
+from ray.cluster_utils import Cluster
+
+from actors.city import checkpoint_options, city_flow
+from engine import ActorOptions, ChannelOptions, RayExecutor
+from recovery_support import Console, catch_up, reference_ids, scratch_city
+
+DURATION_S = 480.0
+SEED = 31
+
+
+def main(root: Path) -> dict[str, object]:
+    city = scratch_city(root)
+    expected = reference_ids(city, DURATION_S, SEED)
+    # Ray notices a lost node within about a second (the defaults take longer).
+    system = {"health_check_period_ms": 200, "health_check_timeout_ms": 500, "health_check_failure_threshold": 3}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "_system_config": system})
+    try:
+        workers = [cluster.add_node(num_cpus=2) for _ in range(2)]
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        executor = RayExecutor(
+            channels=ChannelOptions(linger_ms=2),
+            checkpoints=checkpoint_options(city, interval_s=0.25),
+            placement={"districts": ActorOptions(scheduling_strategy="SPREAD")},
+        )
+        job = executor.submit(city_flow(city, mode="replay", duration_s=DURATION_S, seed=SEED))
+        consoles = [Console(city, i) for i in range(len(city.gateways))]
+        for console in consoles:
+            console.start()
+        deadline = time.monotonic() + 120
+        while (job.status()["checkpoints"].completed or 0) < 2:
+            assert time.monotonic() < deadline, "no checkpoint completed"
+            time.sleep(0.05)
+        district_nodes = {name: info["node"] for name, info in job.tasks.items() if name.startswith("districts[")}
+        victim = next(w for w in workers if w.node_id == district_nodes["districts[0]"])
+        removed_at = time.time()
+        cluster.remove_node(victim)
+        result = job.wait(timeout=400)
+        recoveries = result.recoveries
+        status_nodes = {w.node_id for w in workers if w is not victim}
+        catch_up(city, consoles)
+        for console in consoles:
+            console.close()
+        delivered = [i for c in consoles for _, i in c.received]
+        gaps = [c.gateway for c in consoles if [s for s, _ in c.received] != list(range(1, len(c.received) + 1))]
+        ray.shutdown()
+        return {
+            "expected": len(expected),
+            "result_matches": sorted(result.table("gateways")["incident_id"].to_pylist()) == expected,
+            "delivered_matches": sorted(delivered) == expected,
+            "twice": [i for i, n in Counter(delivered).items() if n > 1][:5],
+            "gaps": gaps,
+            "recoveries": recoveries,
+            "districts_on_both_nodes_before": len(set(district_nodes.values())) == 2,
+            "removed_node": victim.node_id,
+            "remaining_node": sorted(status_nodes),
+            "removed_at": removed_at,
+        }
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(Path(sys.argv[1]))), flush=True)
