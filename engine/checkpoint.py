@@ -8,8 +8,8 @@ Layout under ``<directory>/<job>/``::
         _manifest.json    written last, when every task has reported: the checkpoint is complete
 
 A task file is ``MAGIC``, the length of a msgpack header (u32, little-endian), the header
-(``{"task", "small", "spans"}``: the small state and where each table lies) and the Arrow IPC
-streams of the tables. The manifest gives every task file's size and CRC32, so that a file
+(``{"task", "small", "spans"}``: the small state and where each table lies), zeros up to a
+multiple of 64 bytes, and the Arrow IPC streams of the tables. The manifest gives every task file's size and CRC32, so that a file
 cut short or damaged is detected and the checkpoint skipped in favour of the one before.
 """
 
@@ -41,6 +41,7 @@ MAGIC = b"CSCHKPT1"
 FORMAT_VERSION = 1
 MANIFEST = "_manifest.json"
 _LENGTH = struct.Struct("<I")
+_ALIGN = 64
 _CHECKPOINT_DIR = re.compile(r"chk-(\d+)$")
 
 
@@ -144,7 +145,10 @@ class CheckpointStorage:
         started = time.perf_counter()
         blob, spans = state.write_tables()
         header = msgpack.packb({"task": task, "small": state.small, "spans": spans}, use_bin_type=True)
-        data = MAGIC + _LENGTH.pack(len(header)) + header + blob
+        prefix = MAGIC + _LENGTH.pack(len(header)) + header
+        # The tables start on a 64-byte boundary, so that their buffers are aligned when read
+        # back in place (compute kernels warn about, and may be slower on, unaligned ones).
+        data = prefix + b"\0" * (-len(prefix) % _ALIGN) + blob
         directory = self.directory(checkpoint_id)
         self.fs.create_dir(directory, recursive=True)
         name = f"{key}.state"
@@ -202,32 +206,34 @@ class CheckpointStorage:
             raise StateError(f"checkpoint {checkpoint_id}: the manifest is not one of format {FORMAT_VERSION} for this id")
         return manifest
 
-    def read_file(self, checkpoint_id: int, entry: dict[str, Any]) -> bytes:
-        """A task file, checked against the size and CRC32 the manifest gives."""
+    def read_file(self, checkpoint_id: int, entry: dict[str, Any]) -> pa.Buffer:
+        """A task file (in Arrow memory: aligned, so tables are read in place), checked against
+        the size and CRC32 the manifest gives."""
         path = f"{self.directory(checkpoint_id)}/{entry['file']}"
         try:
-            with self.fs.open_input_stream(path) as stream:
-                data: bytes = stream.read()
+            with self.fs.open_input_file(path) as file:
+                data = file.read_buffer()
         except FileNotFoundError:
             raise StateError(f"checkpoint {checkpoint_id}: {entry['file']} is missing") from None
-        if len(data) != entry["size"]:
+        if data.size != entry["size"]:
             raise StateError(
-                f"checkpoint {checkpoint_id}: {entry['file']} has {len(data)} bytes, the manifest says {entry['size']}"
+                f"checkpoint {checkpoint_id}: {entry['file']} has {data.size} bytes, the manifest says {entry['size']}"
             )
-        if zlib.crc32(data) != entry["crc32"]:
+        if zlib.crc32(memoryview(data)) != entry["crc32"]:
             raise StateError(f"checkpoint {checkpoint_id}: {entry['file']} is damaged (its CRC32 does not match the manifest's)")
         return data
 
     def read_task(self, checkpoint_id: int, entry: dict[str, Any]) -> Any:
         """One task's decoded state."""
         data = self.read_file(checkpoint_id, entry)
-        if not data.startswith(MAGIC):
+        view = memoryview(data)
+        if bytes(view[: len(MAGIC)]) != MAGIC:
             raise StateError(f"checkpoint {checkpoint_id}: {entry['file']} is not a citystream task state")
-        (length,) = _LENGTH.unpack_from(data, len(MAGIC))
+        (length,) = _LENGTH.unpack_from(view, len(MAGIC))
         start = len(MAGIC) + _LENGTH.size
-        header = msgpack.unpackb(data[start : start + length], raw=False)
-        buffer = pa.py_buffer(data)
-        tables = read_tables(buffer.slice(start + length), [tuple(span) for span in header["spans"]])
+        header = msgpack.unpackb(view[start : start + length], raw=False)
+        tables_at = start + length + (-(start + length) % _ALIGN)
+        tables = read_tables(data.slice(tables_at), [tuple(span) for span in header["spans"]])
         return decode_state(header["small"], tables)
 
     def verify(self, checkpoint_id: int, fingerprint: str) -> Checkpoint:
@@ -353,6 +359,11 @@ class CheckpointCoordinator:
             "job %s: checkpoint %d complete in %.1f ms, %d bytes", self.plan.job, checkpoint_id, duration_ms, checkpoint.size
         )
         return checkpoint
+
+    def waiting_for(self, checkpoint_id: int) -> set[str]:
+        """Keys of the tasks that have not reported for a pending checkpoint."""
+        pending = self.pending.get(checkpoint_id)
+        return set() if pending is None else set(self.tasks) - set(pending.reports)
 
     def abort(self, checkpoint_id: int, reason: str, expected: bool = False) -> None:
         """Gives a checkpoint up (a task declined it or failed to write); its files go.

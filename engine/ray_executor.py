@@ -106,6 +106,10 @@ class TaskOutcome:
     metrics: TaskMetrics
     error: BaseException | None = None
     traceback: str = ""
+    # With checkpoints: the task's state at its end, which stands for it in later checkpoints,
+    # and the last checkpoint it took part in itself.
+    final_state: EncodedState | None = None
+    last_checkpoint: int | None = None
 
 
 class _Outbox:
@@ -281,6 +285,10 @@ class TaskActor:
     def connect(self, peers: dict[tuple[int, int], ActorHandle]) -> dict[str, Any]:
         """Gives the task the handles of the tasks it sends to and starts its ticker."""
         self._outbox.peers = peers
+        if not self._done.is_set() and self._task.restored_finished:
+            with self._lock:  # it had ended when the checkpoint was taken: it only ends again
+                self._task.end_restored()
+                self._after_step()
         if not self._done.is_set():
             threading.Thread(target=self._tick_loop, name=f"ticker {self._name}", daemon=True).start()
         context = ray.get_runtime_context()
@@ -343,7 +351,10 @@ class TaskActor:
             self._outbox.flush_due(time.monotonic())
         if self._task.finished and not self._done.is_set():
             self._outbox.drain()
-            self._outcome = TaskOutcome(self._name, self._task.results(), self._metrics())
+            final = self._task.final_state() if self._checkpointing is not None else None
+            self._outcome = TaskOutcome(
+                self._name, self._task.results(), self._metrics(), final_state=final, last_checkpoint=self._task.last_checkpoint
+            )
             self._done.set()
 
     def _tick_loop(self) -> None:
@@ -718,12 +729,49 @@ class JobCoordinator:
         if cp is None or self._stopping:
             return
         cp.abort_expired()
-        if not cp.due():
-            return
-        checkpoint_id = cp.begin()
-        for member in self._members:
-            if member.vertex.is_source:
-                member.actor.trigger_checkpoint.remote(checkpoint_id)
+        if cp.due():
+            checkpoint_id = cp.begin()
+            for member in self._members:
+                if member.vertex.is_source and member.name not in self._outcomes:
+                    member.actor.trigger_checkpoint.remote(checkpoint_id)
+        self._acknowledge_finished()
+
+    def _acknowledge_finished(self) -> None:
+        """Tasks that have ended see no more barriers: their final state stands for them."""
+        cp, storage = self._checkpoints, self._storage
+        assert cp is not None and storage is not None
+        for checkpoint_id in list(cp.pending):
+            waiting = cp.waiting_for(checkpoint_id)
+            for member in self._members:
+                key = task_key(member.vertex.id, member.subtask)
+                outcome = self._outcomes.get(member.name)
+                if outcome is None or key not in waiting or outcome.final_state is None:
+                    continue
+                if (outcome.last_checkpoint or 0) >= checkpoint_id:
+                    continue  # its own snapshot of this one is on its way
+                try:
+                    report = storage.write_task(checkpoint_id, key, member.name, outcome.final_state)
+                except OSError as exc:
+                    cp.abort(checkpoint_id, f"the final state of {member.name} could not be written: {exc}")
+                    break
+                if self._acknowledge(checkpoint_id, report):
+                    break
+
+    def _acknowledge(self, checkpoint_id: int, report: TaskReport) -> bool:
+        """Records a report; on completion, commits on every task. True if the checkpoint is
+        no longer pending (complete or given up)."""
+        cp = self._checkpoints
+        assert cp is not None
+        try:
+            completed = cp.acknowledge(checkpoint_id, report)
+        except OSError as exc:
+            cp.abort(checkpoint_id, f"the manifest could not be written: {exc}")
+            return True
+        if completed is not None:
+            for member in self._members:
+                if member.name not in self._outcomes:
+                    member.actor.commit.remote(completed.checkpoint_id)
+        return checkpoint_id not in cp.pending
 
     @ray.method(concurrency_group="reports")
     def report(self, checkpoint_id: int, report: TaskReport | None, problem: str = "") -> None:
@@ -734,16 +782,12 @@ class JobCoordinator:
             if cp is None or checkpoint_id not in cp.pending:
                 return
             if report is None:
-                cp.abort(checkpoint_id, problem, expected="has ended" in problem)
+                if not problem.endswith("has ended"):
+                    cp.abort(checkpoint_id, problem)
+                # A source that ended as it was triggered: its final state stands for it
+                # once its end is seen (_acknowledge_finished).
                 return
-            try:
-                completed = cp.acknowledge(checkpoint_id, report)
-            except OSError as exc:
-                cp.abort(checkpoint_id, f"the manifest could not be written: {exc}")
-                return
-            if completed is not None:
-                for member in self._members:
-                    member.actor.commit.remote(completed.checkpoint_id)
+            self._acknowledge(checkpoint_id, report)
 
     @ray.method(concurrency_group="control")
     def savepoint(self, timeout: float = 60.0) -> int:

@@ -144,6 +144,8 @@ class Task:
         self._releasing = False
         self._source_states: dict[int, Any] = {}  # checkpoint id -> the source's place then
         self.last_checkpoint: int | None = None
+        self.restored_finished = False
+        self._final: EncodedState | None = None
         # Each parallel instance reads its own partition through its own copy of the source.
         self.source = copy.copy(vertex.nodes[0].source)
         if self.source is not None:
@@ -348,13 +350,35 @@ class Task:
         for position in range(len(self.operators)):
             self._broadcast_control(position, Barrier(checkpoint_id))
 
+    def final_state(self) -> EncodedState:
+        """What a task that has ended gives every later checkpoint (it sees no more barriers):
+        its operators' state at the end (a sink's rows, say), marked finished, so that a
+        restore only ends its outputs again. Everything it received is in it: its inputs all
+        ended, and a barrier that came before their end made a snapshot of its own."""
+        if self._final is not None:
+            return self._final
+        state = {
+            "task": self.name,
+            "finished": True,
+            "source": None,
+            "operators": [
+                {"name": node.name, "state": operator.snapshot()}
+                for node, operator in zip(self.vertex.nodes, self.operators, strict=True)
+            ],
+        }
+        assert self.finished, "only a task that has ended has a final state"
+        self._final = encode_state(state, where=f"task {self.name}, at its end")
+        return self._final
+
     def restore(self, state: dict[str, Any]) -> None:
-        """Puts back the state of a checkpoint (a fresh task, before any message)."""
+        """Puts back the state of a checkpoint (a fresh task, before any message). A task that
+        had ended by then is ``restored_finished``: the executor calls ``end_restored``."""
         names = [entry["name"] for entry in state["operators"]]
         expected = [node.name for node in self.vertex.nodes]
         if names != expected:
             raise StateError(f"task {self.name}: the checkpoint holds operators {names}, the plan has {expected}")
-        if self.source is not None:
+        self.restored_finished = bool(state.get("finished"))
+        if self.source is not None and not self.restored_finished:
             self.source.restore(state["source"])
         for operator, entry in zip(self.operators, state["operators"], strict=True):
             if entry["state"] is not None:
@@ -421,6 +445,18 @@ class Task:
         if self.finished:
             return
         self._advance(MAX_WATERMARK)
+        for operator in self.operators:
+            operator.close()
+        if self.source is not None:
+            self.source.close()
+        for position in range(len(self.operators)):
+            self._broadcast_control(position, EndOfStream())
+        self.finished = True
+
+    def end_restored(self) -> None:
+        """Ends a task restored from a checkpoint taken after it had ended: its outputs end
+        again (downstream tasks were restored with everything it had sent); nothing is flushed
+        a second time."""
         for operator in self.operators:
             operator.close()
         if self.source is not None:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import ray
 from ray.cluster_utils import Cluster
+from recovery_support import Console, catch_up, reference_ids, scratch_city
 
 from actors.city import checkpoint_options, city_flow
 from engine import ActorOptions, ChannelOptions, RayExecutor
-from recovery_support import Console, catch_up, reference_ids, scratch_city
 
 DURATION_S = 480.0
 SEED = 31

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import socket
 import threading
 import time
@@ -21,14 +22,22 @@ TOKEN = "ioc-demo-token"  # the operations center's console: every district
 
 
 def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    """Ports free now, outside the ranges others pick ports from while the test runs: the
+    kernel's ephemeral range (32768-60999) and Ray's worker ports (10002-19999). A port taken
+    by someone else between here and the gateway's restart would be a console talking to a
+    stranger."""
+    rng = random.Random()
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = rng.randrange(20_000, 32_000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port not in chosen:
+            chosen.append(port)
+    return chosen
 
 
 def scratch_city(root: Path) -> City:

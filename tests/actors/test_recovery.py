@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from recovery_support import Console, catch_up, reference_ids, scratch_city
 
 from actors.city import checkpoint_options, city_flow
 from engine import ChannelOptions, RayExecutor, RayJob
-from recovery_support import Console, catch_up, reference_ids, scratch_city
 
 DURATION_S = 600.0  # simulated seconds of the replay
 SEED = 23
