@@ -49,9 +49,15 @@ def main(root: Path) -> dict[str, object]:
         victim = next(w for w in workers if w.node_id == district_nodes["districts[0]"])
         removed_at = time.time()
         cluster.remove_node(victim)
+        deadline = time.monotonic() + 120
+        while not job.recoveries:
+            assert time.monotonic() < deadline, "no recovery after the node was removed"
+            time.sleep(0.05)
+        recovery = job.recoveries[0]
+        nodes_after = {info["node"] for info in job.tasks.values()}
         result = job.wait(timeout=400)
         recoveries = result.recoveries
-        status_nodes = {w.node_id for w in workers if w is not victim}
+        remaining = {w.node_id for w in workers if w is not victim}
         catch_up(city, consoles)
         for console in consoles:
             console.close()
@@ -65,10 +71,11 @@ def main(root: Path) -> dict[str, object]:
             "twice": [i for i, n in Counter(delivered).items() if n > 1][:5],
             "gaps": gaps,
             "recoveries": recoveries,
-            "districts_on_both_nodes_before": len(set(district_nodes.values())) == 2,
+            "district_nodes_before": sorted(set(district_nodes.values())),
             "removed_node": victim.node_id,
-            "remaining_node": sorted(status_nodes),
-            "removed_at": removed_at,
+            "tasks_after_on_remaining_nodes": nodes_after <= remaining,
+            "seconds_to_running_again": round(recovery.running_at - removed_at, 3),
+            "recovered_from_checkpoint": recovery.checkpoint_id,
         }
     finally:
         if ray.is_initialized():
