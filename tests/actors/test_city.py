@@ -38,33 +38,45 @@ def task_actor_pids():
     return {int(p) for p in out.stdout.split()}
 
 
-def test_ctrl_c_stops_the_job_cleanly_and_leaves_no_actor(tmp_path):
-    before = task_actor_pids()
+def run_until_ctrl_c(tmp_path, name, *args):
+    """Runs ``citystream run --no-view *args`` until its actors run, lets detections flow,
+    sends SIGINT as Ctrl-C would; returns what it printed."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    log = open(tmp_path / "run.log", "w+")
+    path = tmp_path / f"{name}.log"
+    log = open(path, "w+")
     # SIGINT must reach the CLI as Ctrl-C would, even when the suite itself runs in the
     # background (a shell without job control starts background commands with SIGINT ignored,
     # and children inherit that): the child installs Python's handler before the CLI starts.
     start = (
         "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-        "sys.argv = ['citystream', 'run', '--no-view']; runpy.run_module('actors.cli', run_name='__main__')"
+        f"sys.argv = ['citystream', 'run', '--no-view', *{list(args)!r}]; runpy.run_module('actors.cli', run_name='__main__')"
     )
     process = subprocess.Popen([sys.executable, "-c", start], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 120
-        while "actors in Ray namespace" not in (tmp_path / "run.log").read_text():
-            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()
+        while "actors in Ray namespace" not in path.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, path.read_text()
             time.sleep(0.5)
         time.sleep(5)  # let detections flow
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=120) == 0
+        assert process.wait(timeout=120) == 0, path.read_text()
     finally:
         if process.poll() is None:
             process.kill()
-    text = (tmp_path / "run.log").read_text()
-    assert "stopping: sources end" in text
+    return path.read_text()
+
+
+def test_ctrl_c_takes_a_savepoint_and_run_restore_resumes_from_it_leaving_no_actor(tmp_path):
+    before = task_actor_pids()
+    text = run_until_ctrl_c(tmp_path, "first")
+    assert "stopping: taking a savepoint" in text and "resume with: citystream run --restore" in text
+    savepoint = int(text.split(" written; resume")[0].split()[-1])
     detections = int(text.split(" detections and ")[0].split()[-1].replace(",", ""))
     assert detections > 0
+    again = run_until_ctrl_c(tmp_path, "restored", "--restore")
+    assert "restoring from the last checkpoint" in again
+    assert int(again.split("checkpoints: ")[1].split()[0]) >= 1  # it went on checkpointing
+    assert int(again.split(" written; resume")[0].split()[-1]) > savepoint
     deadline = time.monotonic() + 30
     while task_actor_pids() - before and time.monotonic() < deadline:
         time.sleep(0.5)
