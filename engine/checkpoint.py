@@ -252,10 +252,10 @@ class CheckpointStorage:
             self.read_file(checkpoint_id, entry)
         return Checkpoint(checkpoint_id, manifest)
 
-    def latest(self, fingerprint: str) -> Checkpoint | None:
-        """The newest complete and whole checkpoint; damaged or partial ones are skipped, with
-        a warning that says why."""
-        for checkpoint_id in reversed(self.ids()):
+    def latest(self, fingerprint: str, since: int = 0) -> Checkpoint | None:
+        """The newest complete and whole checkpoint with an id of at least ``since``; damaged
+        or partial ones are skipped, with a warning that says why."""
+        for checkpoint_id in reversed([i for i in self.ids() if i >= since]):
             try:
                 return self.verify(checkpoint_id, fingerprint)
             except StateError as exc:
@@ -307,6 +307,7 @@ class CheckpointCoordinator:
         self.tasks = {task_key(v.id, s): v.task_name(s) for v in plan.vertices for s in range(v.parallelism)}
         existing = storage.ids()
         self.next_id = (existing[-1] + 1) if existing else 1  # ids never repeat, across runs
+        self._floor = self.next_id
         self.pending: dict[int, _Pending] = {}
         self.stats = CheckpointStats()
         self._last_trigger = clock()
@@ -401,9 +402,18 @@ class CheckpointCoordinator:
         info = self.storage.fs.get_file_info(f"{self.storage.directory(checkpoint_id)}/{MANIFEST}")
         return bool(info.type == pafs.FileType.File)
 
+    def restorable(self) -> Checkpoint | None:
+        """The checkpoint a job started with ``restore`` resumes from: the newest complete and
+        whole one in the directory, whichever run wrote it."""
+        found = self.storage.latest(self.fingerprint)
+        if found is not None:
+            self._floor = found.checkpoint_id
+        return found
+
     def latest(self) -> Checkpoint | None:
-        """The checkpoint to restore from: the newest complete and whole one."""
-        return self.storage.latest(self.fingerprint)
+        """The checkpoint a recovery restarts from: the newest complete and whole one of this
+        run (or the one it was restored from), never one an earlier run of the job left."""
+        return self.storage.latest(self.fingerprint, since=self._floor)
 
 
 def restore_error(job: str, directory: str) -> CitystreamError:

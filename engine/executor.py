@@ -117,7 +117,7 @@ class InlineExecutor(Executor):
             return self._run(plan, None, None)
         coordinator = CheckpointCoordinator(CheckpointStorage(options.directory, plan.job), plan, options, self.clock)
         check_replayable(plan)
-        restore = coordinator.latest() if options.restore else None
+        restore = coordinator.restorable() if options.restore else None
         if options.restore and restore is None:
             raise restore_error(plan.job, options.directory)
         while True:

@@ -567,7 +567,7 @@ class JobCoordinator:
         self._self = ray.get_runtime_context().current_actor
         restore: Checkpoint | None = None
         if self._checkpoints is not None and self.spec.checkpoints is not None and self.spec.checkpoints.restore:
-            restore = self._checkpoints.latest()
+            restore = self._checkpoints.restorable()
             if restore is None:
                 raise restore_error(self.plan.job, self.spec.checkpoints.directory)
             logger.info("job %s: restoring from checkpoint %d", self.plan.job, restore.checkpoint_id)
@@ -950,7 +950,7 @@ class RayJob:
         # share the coordinator's fate, so it should not sit on a worker node that may be lost.
         options.setdefault(
             "scheduling_strategy",
-            NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True),
+            NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False),
         )
         coordinator = JobCoordinator.options(  # type: ignore[attr-defined]
             name="coordinator", namespace=self.namespace, num_cpus=0, max_restarts=0, **options

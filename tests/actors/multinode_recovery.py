@@ -13,18 +13,16 @@ from pathlib import Path
 
 import ray
 from ray.cluster_utils import Cluster
-from recovery_support import Console, catch_up, reference_ids, scratch_city
+from recovery_support import Console, catch_up, scratch_city
 
 from actors.city import checkpoint_options, city_flow
 from engine import ActorOptions, ChannelOptions, RayExecutor
 
-DURATION_S = 480.0
-SEED = 31
 
-
-def main(root: Path) -> dict[str, object]:
+def main(root: Path, duration_s: float, seed: int) -> dict[str, object]:
+    """``root/expected.json``: the incident ids of the same replay without failure."""
     city = scratch_city(root)
-    expected = reference_ids(city, DURATION_S, SEED)
+    expected = json.loads((root / "expected.json").read_text())
     # Ray notices a lost node within about a second (the defaults take longer).
     system = {"health_check_period_ms": 200, "health_check_timeout_ms": 500, "health_check_failure_threshold": 3}
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "_system_config": system})
@@ -37,7 +35,7 @@ def main(root: Path) -> dict[str, object]:
             checkpoints=checkpoint_options(city, interval_s=0.25),
             placement={"districts": ActorOptions(scheduling_strategy="SPREAD")},
         )
-        job = executor.submit(city_flow(city, mode="replay", duration_s=DURATION_S, seed=SEED))
+        job = executor.submit(city_flow(city, mode="replay", duration_s=duration_s, seed=seed))
         consoles = [Console(city, i) for i in range(len(city.gateways))]
         for console in consoles:
             console.start()
@@ -84,4 +82,4 @@ def main(root: Path) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(Path(sys.argv[1]))), flush=True)
+    print(json.dumps(main(Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]))), flush=True)

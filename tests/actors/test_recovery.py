@@ -10,14 +10,22 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 import ray
 from recovery_support import Console, catch_up, reference_ids, scratch_city
 
 from actors.city import checkpoint_options, city_flow
 from engine import ChannelOptions, RayExecutor, RayJob
 
-DURATION_S = 600.0  # simulated seconds of the replay
+DURATION_S = 480.0  # simulated seconds of the replay (both tests: one reference run)
 SEED = 23
+
+
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The incident ids of the replay without failure; the ports and directories of the city
+    do not change them."""
+    return reference_ids(scratch_city(tmp_path_factory.mktemp("reference")), DURATION_S, SEED)
 
 
 def wait_until(condition: Any, timeout: float, what: str) -> None:
@@ -37,9 +45,10 @@ def kill(job: RayJob, task: str) -> None:
     ray.kill(ray.get_actor(info["actor"], namespace=info["namespace"]), no_restart=True)
 
 
-def test_killed_district_and_gateway_actors_lose_no_incident_and_deliver_none_twice(ray_instance: Any, tmp_path: Path) -> None:
+def test_killed_district_and_gateway_actors_lose_no_incident_and_deliver_none_twice(
+    ray_instance: Any, tmp_path: Path, expected: list[str]
+) -> None:
     city = scratch_city(tmp_path)
-    expected = reference_ids(city, DURATION_S, SEED)
     assert len(expected) >= 10
     options = checkpoint_options(city, interval_s=0.25)
     executor = RayExecutor(channels=ChannelOptions(linger_ms=2), checkpoints=options)
@@ -78,7 +87,7 @@ def test_killed_district_and_gateway_actors_lose_no_incident_and_deliver_none_tw
     assert any(c.client.reconnects > 0 for c in consoles if c.gateway == city.gateways[0].id)
 
 
-def test_a_lost_node_hosting_a_district_actor_is_recovered_on_the_remaining_node(tmp_path: Path) -> None:
+def test_a_lost_node_hosting_a_district_actor_is_recovered_on_the_remaining_node(tmp_path: Path, expected: list[str]) -> None:
     """A cluster of a head (no CPUs) and two worker nodes on this machine, in a process of its
     own; the node of districts[0] is removed mid-run and the job recovers on the other."""
     import json
@@ -88,9 +97,9 @@ def test_a_lost_node_hosting_a_district_actor_is_recovered_on_the_remaining_node
 
     here = Path(__file__).resolve().parent
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": os.pathsep.join([str(here.parent.parent), str(here)])}
-    run = subprocess.run(
-        [sys.executable, str(here / "multinode_recovery.py"), str(tmp_path)], capture_output=True, text=True, env=env, timeout=600
-    )
+    (tmp_path / "expected.json").write_text(json.dumps(expected))
+    command = [sys.executable, str(here / "multinode_recovery.py"), str(tmp_path), str(DURATION_S), str(SEED)]
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["tasks_after_on_remaining_nodes"] and report["recovered_from_checkpoint"] is not None, report

@@ -188,6 +188,18 @@ def test_on_ray_a_failed_task_restarts_every_task_from_the_last_checkpoint(tmp_p
     assert result.checkpoints is not None and result.checkpoints.completed >= 1
 
 
+def test_a_recovery_never_uses_the_checkpoint_of_an_earlier_run(tmp_path: Path) -> None:
+    """A new run (not restored) that fails before its first checkpoint starts again from the
+    beginning, not from what an earlier run of the same job left in the directory."""
+    (tmp_path / "already").write_text("the first run must not fail")
+    InlineExecutor(checkpoints=CheckpointOptions(str(tmp_path), interval_s=0)).run(flow("runs", 50, marker=tmp_path / "already"))
+    assert CheckpointStorage(str(tmp_path), "ckpt-runs").ids()  # the same plan: its checkpoints would fit
+    executor = InlineExecutor(checkpoints=CheckpointOptions(str(tmp_path), interval_s=3600))
+    result = executor.run(flow("runs", fail_at=50, marker=tmp_path / "failed"))
+    assert len(executor.restarts) == 1 and "from the beginning" in executor.restarts[0]
+    assert result_rows(result) == expected_rows()
+
+
 def test_without_checkpoints_a_failure_fails_the_job(tmp_path: Path) -> None:
     with pytest.raises(JobFailed, match="injected failure"):
         InlineExecutor().run(flow("no-checkpoints", fail_at=100, marker=tmp_path / "failed"))
@@ -223,14 +235,14 @@ def test_a_damaged_newest_checkpoint_is_skipped(tmp_path: Path, caplog: pytest.L
     victim.write_bytes(bytes(data))
     coordinator = CheckpointCoordinator(storage, plan, options)
     with caplog.at_level("WARNING"):
-        chosen = coordinator.latest()
+        chosen = coordinator.restorable()
     assert chosen is not None and chosen.checkpoint_id == ids[-2]
     assert "damaged" in caplog.text and f"checkpoint {ids[-1]} skipped" in caplog.text
     # One cut short, and one without a manifest (never completed): skipped too.
     middle = sorted(Path(storage.directory(ids[-2])).glob("*.state"))[0]
     middle.write_bytes(middle.read_bytes()[:-10])
     (Path(storage.directory(ids[0])) / "_manifest.json").unlink()
-    assert coordinator.latest() is None
+    assert coordinator.restorable() is None
 
 
 def test_restore_resumes_a_stopped_job(tmp_path: Path) -> None:

@@ -255,14 +255,16 @@ def canonical(recorder: Recorder, operator: Operator) -> dict[str, Any]:
 # ---- the properties ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", SEEDS[:2])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_a_restored_operator_continues_as_the_original_at_any_cut(case: Case, seed: int) -> None:
+    """One restore per run, at a third of the positions (offset by the seed); the test below
+    restores before every event in one run, so every position is covered there."""
     events = case.events(seed)
     expected = replay(case, events)
     for output in case.outputs:
         assert expected[output], f"the input of {case.name} gives nothing on '{output}': it tests too little"
-    for cut in range(len(events) + 1):
+    for cut in [*range(seed % 3, len(events), 3), len(events)]:
         assert replay(case, events, [cut]) == expected, f"restored before event {cut} of {len(events)}"
 
 
