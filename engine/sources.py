@@ -105,13 +105,18 @@ class TableSource(Source):
         return {"position": self._position, "partitions": self._step}
 
     def restore(self, state: Any) -> None:
-        position, partitions = state["position"], state["partitions"]
-        if partitions != self._step or position % partitions != self._position % self._step:
-            raise StateError(
-                f"TableSource: a checkpoint of batch {position} of {partitions} partitions cannot be restored "
-                f"into partition {self._position % self._step} of {self._step}"
-            )
-        self._position = position
+        self._position = strided_place("TableSource", "batch", state["position"], state["partitions"], self._position, self._step)
+
+
+def strided_place(source: str, unit: str, saved: int, partitions: int, current: int, step: int) -> int:
+    """The checkpointed place of a source whose partition p of n reads units p, p + n, ...;
+    refuses one taken with another number of partitions or for another partition."""
+    if partitions != step or saved % partitions != current % step:
+        raise StateError(
+            f"{source}: a checkpoint of {unit} {saved} of {partitions} partitions cannot be restored "
+            f"into partition {current % step} of {step}"
+        )
+    return saved
 
 
 class GeneratorSource(Source):

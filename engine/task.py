@@ -445,18 +445,15 @@ class Task:
         if self.finished:
             return
         self._advance(MAX_WATERMARK)
-        for operator in self.operators:
-            operator.close()
-        if self.source is not None:
-            self.source.close()
-        for position in range(len(self.operators)):
-            self._broadcast_control(position, EndOfStream())
-        self.finished = True
+        self._end()
 
     def end_restored(self) -> None:
         """Ends a task restored from a checkpoint taken after it had ended: its outputs end
         again (downstream tasks were restored with everything it had sent); nothing is flushed
         a second time."""
+        self._end()
+
+    def _end(self) -> None:
         for operator in self.operators:
             operator.close()
         if self.source is not None:

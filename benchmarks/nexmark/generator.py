@@ -42,8 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import OptionError
-from engine.sources import END_OF_INPUT, EndOfInput, Source
-from engine.state import StateError
+from engine.sources import END_OF_INPUT, EndOfInput, Source, strided_place
 from engine.timeutil import EVENT_TIME_TYPE
 
 logger = logging.getLogger(__name__)
@@ -774,13 +773,7 @@ class NexmarkSource(Source):
         return {"block": self._block, "partitions": self._step}
 
     def restore(self, state: Any) -> None:
-        block, partitions = state["block"], state["partitions"]
-        if partitions != self._step or block % partitions != self._block % self._step:
-            raise StateError(
-                f"NexmarkSource: a checkpoint of block {block} of {partitions} partitions cannot be restored "
-                f"into partition {self._block % self._step} of {self._step}"
-            )
-        self._block = block
+        self._block = strided_place("NexmarkSource", "block", state["block"], state["partitions"], self._block, self._step)
 
 
 def nexmark_tables(config: NexmarkConfig) -> dict[NexmarkKind, pa.Table]:
