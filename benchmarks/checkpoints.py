@@ -26,13 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 
 from actors.city import city_flow
 from actors.simulation import replay_tables
 from actors.topology import City, load_city
-from engine import ChannelOptions, RayExecutor, TableSource
+from engine import ChannelOptions, RayExecutor, Source
 from engine.checkpoint import CheckpointOptions, CheckpointStorage
+from engine.sources import END_OF_INPUT, EndOfInput
 
 RESULTS = Path(__file__).parent / "results"
 CHANNELS = ChannelOptions(linger_ms=2)
@@ -80,30 +82,51 @@ def checkpoint_figures(city: City, root: Path, duration_s: float, seed: int) -> 
     }
 
 
-def repeated(detections: pa.Table, readings: pa.Table, times: int, span_s: float) -> tuple[pa.Table, pa.Table]:
-    """The tables followed by copies of themselves shifted by ``span_s`` each time: a long
-    input at the cost of generating a short one (the city's time keeps going forward)."""
-    import pyarrow.compute as pc
+class RepeatedTable(Source):
+    """A table followed by copies of itself shifted ``span_s`` forward each time, cut into
+    batches: a long input (the city's time keeps going) at the cost of a short one in memory.
+    Replayable: its place is the number of batches it has given."""
 
-    def shifted(table: pa.Table, columns: list[str]) -> pa.Table:
-        parts = []
-        for i in range(times):
-            part = table
-            for name in columns:
-                index = part.schema.get_field_index(name)
-                moved = pc.add(part.column(name).cast(pa.int64()), int(i * span_s * 1000)).cast(part.schema.field(name).type)
-                part = part.set_column(index, part.schema.field(name), moved)
-            parts.append(part)
-        return pa.concat_tables(parts).combine_chunks()
+    replayable = True
 
-    return shifted(detections, ["ts"]), shifted(readings, ["ts"])
+    def __init__(self, table: pa.Table, times: int, span_s: float, batch_size: int = 10_000) -> None:
+        self.schema = table.schema
+        self._batches = table.combine_chunks().to_batches(max_chunksize=batch_size)
+        self._times, self._span_ms = times, int(span_s * 1000)
+        self._index = self._place = 0
+        self._ts = self.schema.get_field_index("ts")
+
+    def poll(self) -> pa.RecordBatch | EndOfInput | None:
+        copy, index = divmod(self._place, len(self._batches))
+        if copy >= self._times:
+            return END_OF_INPUT
+        self._place += 1
+        batch = self._batches[index]
+        if copy == 0:
+            return batch
+        field = self.schema.field(self._ts)
+        moved = pc.add(batch.column(self._ts).cast(pa.int64()), copy * self._span_ms).cast(field.type)
+        return batch.set_column(self._ts, field, moved)
+
+    def snapshot(self) -> Any:
+        return self._place
+
+    def restore(self, state: Any) -> None:
+        self._place = int(state)
 
 
-def fusion_flow(city: City, detections: pa.Table, readings: pa.Table) -> Any:
-    return city_flow(city, cameras=TableSource(detections), stations=TableSource(readings, batch_size=50), serve=False)
+def fusion_flow(city: City, detections: pa.Table, readings: pa.Table, times: int, span_s: float) -> Any:
+    return city_flow(
+        city,
+        cameras=RepeatedTable(detections, times, span_s),
+        stations=RepeatedTable(readings, times, span_s, batch_size=50),
+        serve=False,
+    )
 
 
-def throughput(city: City, root: Path, detections: pa.Table, readings: pa.Table, rounds: int) -> dict[str, Any]:
+def throughput(
+    city: City, root: Path, detections: pa.Table, readings: pa.Table, times: int, span_s: float, rounds: int
+) -> dict[str, Any]:
     """Detections per second through the fusion job, checkpoints every second against none."""
     runs: dict[str, list[float]] = {"none": [], "every 1 s": []}
     completed: list[int] = []
@@ -111,17 +134,17 @@ def throughput(city: City, root: Path, detections: pa.Table, readings: pa.Table,
         for label in ("none", "every 1 s"):
             options = None if label == "none" else CheckpointOptions(str(root / f"ckpt-tp-{round_}"), interval_s=1.0)
             executor = RayExecutor(channels=CHANNELS, checkpoints=options)
-            job = executor.submit(fusion_flow(city, detections, readings))
+            job = executor.submit(fusion_flow(city, detections, readings, times, span_s))
             started = time.perf_counter()  # the actors have started: processing only
             result = job.wait(timeout=3600)
             elapsed = time.perf_counter() - started
-            runs[label].append(detections.num_rows / elapsed)
+            runs[label].append(detections.num_rows * times / elapsed)
             if result.checkpoints is not None:
                 completed.append(result.checkpoints.completed)
     none, every = statistics.median(runs["none"]), statistics.median(runs["every 1 s"])
     return {
-        "detections": detections.num_rows,
-        "readings": readings.num_rows,
+        "detections": detections.num_rows * times,
+        "readings": readings.num_rows * times,
         "rounds": rounds,
         "detections_per_s": {k: [round(v) for v in vs] for k, vs in runs.items()},
         "median_none": round(none),
@@ -171,7 +194,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     replay_s = 120.0 if args.quick else 600.0
-    table_s = 600.0 if args.quick else 1800.0
+    table_s = 600.0
     rounds = 1 if args.quick else 3
     load = os.getloadavg()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -181,9 +204,8 @@ def main() -> None:
             root = Path(scratch)
             city = _scratch(load_city(), root)
             default = checkpoint_figures(city, root, replay_s, args.seed)
-            generated = replay_tables(city, table_s, args.seed)
-            detections, readings = repeated(*generated, times=1 if args.quick else 4, span_s=table_s)
-            cost = throughput(city, root, detections, readings, rounds)
+            detections, readings = replay_tables(city, table_s, args.seed)
+            cost = throughput(city, root, detections, readings, 1 if args.quick else 12, table_s, rounds)
             recovered = recovery(city, root, replay_s, args.seed, 1 if args.quick else 3)
     finally:
         ray.shutdown()
@@ -230,8 +252,9 @@ def markdown(payload: dict[str, Any]) -> str:
         "",
         "## Throughput: checkpoints every second against none",
         "",
-        f"The fusion job fed from tables ({cost['detections']:,} detections, {cost['readings']:,} readings generated "
-        f"beforehand), {cost['rounds']} alternating rounds; detections per second from the start of processing to the end.",
+        f"The fusion job fed from a table of {cost['detections']:,} detections and {cost['readings']:,} readings (600 s "
+        "of the simulated city generated beforehand, repeated later in time), "
+        f"{cost['rounds']} alternating rounds; detections per second from the start of processing to the end.",
         "",
         "| checkpoints | runs (detections/s) | median |",
         "|---|---|---:|",

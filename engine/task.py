@@ -15,7 +15,7 @@ import pyarrow as pa
 from engine.operator import MAIN, Collector, Operator, Sink
 from engine.partitioning import Broadcast, Forward, Hash
 from engine.plan import PhysicalPlan, Vertex, VertexOutput
-from engine.sources import END_OF_INPUT, EventTimeAssigner
+from engine.sources import EndOfInput, EventTimeAssigner
 from engine.state import EncodedState, StateError, encode_state
 from engine.timeutil import MAX_WATERMARK, MIN_WATERMARK
 from engine.watermarks import WatermarkTracker
@@ -398,7 +398,7 @@ class Task:
         if self.finished:
             return False
         batch = self.source.poll()
-        if batch is END_OF_INPUT:
+        if isinstance(batch, EndOfInput):  # not identity: a source pickled by value brings its own copy
             self.finish()
             return True
         if batch is None:
