@@ -65,7 +65,7 @@ def checkpoint_figures(city: City, root: Path, duration_s: float, seed: int) -> 
     stats = result.checkpoints
     assert stats is not None
     storage = CheckpointStorage(options.directory, "city")
-    manifest = storage.read_manifest(storage.ids()[-1])  # retention keeps complete ones only
+    manifest = storage.read_manifest(storage.ids()[-1])  # the job's end gives up one still running
     per_task = sorted(((entry["task"], entry["size"]) for entry in manifest["tasks"].values()), key=lambda item: -item[1])
     detections = sum(m.rows_in for name, m in result.metrics.items() if name.startswith("cameras["))
     return {

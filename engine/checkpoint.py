@@ -80,6 +80,10 @@ class CheckpointOptions:
             raise OptionError("timeout_s", self.timeout_s, "seconds > 0")
         if not isinstance(self.max_restarts, int) or self.max_restarts < 0:
             raise OptionError("max_restarts", self.max_restarts, "an integer >= 0")
+        if "://" not in self.directory:
+            # Resolved here, in the driver: a worker with another working directory must write
+            # where the coordinator writes manifests.
+            object.__setattr__(self, "directory", os.path.abspath(self.directory))
 
 
 def task_key(vertex: int, subtask: int) -> str:
@@ -258,7 +262,7 @@ class CheckpointStorage:
         for checkpoint_id in reversed([i for i in self.ids() if i >= since]):
             try:
                 return self.verify(checkpoint_id, fingerprint)
-            except StateError as exc:
+            except (StateError, OSError) as exc:
                 logger.warning("job %s: checkpoint %d skipped: %s", self.job, checkpoint_id, exc)
         return None
 
@@ -308,6 +312,7 @@ class CheckpointCoordinator:
         existing = storage.ids()
         self.next_id = (existing[-1] + 1) if existing else 1  # ids never repeat, across runs
         self._floor = self.next_id
+        self.completed_ids: list[int] = []
         self.pending: dict[int, _Pending] = {}
         self.stats = CheckpointStats()
         self._last_trigger = clock()
@@ -334,7 +339,6 @@ class CheckpointCoordinator:
         pending.reports[report.key] = report
         if len(pending.reports) < len(self.tasks):
             return None
-        del self.pending[checkpoint_id]
         duration_ms = (self.clock() - pending.started) * 1000
         manifest = {
             "format": FORMAT_VERSION,
@@ -348,14 +352,23 @@ class CheckpointCoordinator:
                 for r in sorted(pending.reports.values(), key=lambda r: r.key)
             },
         }
-        self.storage.write_manifest(checkpoint_id, manifest)
+        try:
+            self.storage.write_manifest(checkpoint_id, manifest)
+        except OSError as exc:
+            self.abort(checkpoint_id, f"its manifest could not be written: {exc}")
+            return None
+        del self.pending[checkpoint_id]
+        self.completed_ids = [*self.completed_ids[-99:], checkpoint_id]
         checkpoint = Checkpoint(checkpoint_id, manifest)
         self.stats.completed += 1
         self.stats.last_id = checkpoint_id
         self.stats.last_duration_ms = duration_ms
         self.stats.last_size = checkpoint.size
         self.stats.durations_ms = [*self.stats.durations_ms[-999:], duration_ms]
-        self._clean_up(checkpoint_id)
+        try:
+            self._clean_up(checkpoint_id)
+        except OSError as exc:  # the checkpoint is complete all the same
+            logger.warning("job %s: old checkpoints could not be cleaned up: %s", self.plan.job, exc)
         logger.info(
             "job %s: checkpoint %d complete in %.1f ms, %d bytes", self.plan.job, checkpoint_id, duration_ms, checkpoint.size
         )
@@ -382,9 +395,9 @@ class CheckpointCoordinator:
                 missing = sorted(self.tasks[k] for k in self.tasks if k not in pending.reports)
                 self.abort(checkpoint_id, f"not complete after {self.options.timeout_s} s; no report from {missing}")
 
-    def abort_all(self, reason: str) -> None:
+    def abort_all(self, reason: str, expected: bool = False) -> None:
         for checkpoint_id in list(self.pending):
-            self.abort(checkpoint_id, reason)
+            self.abort(checkpoint_id, reason, expected)
 
     def _clean_up(self, completed: int) -> None:
         """Keeps the newest ``keep`` complete checkpoints; drops older ones and partial leftovers."""
@@ -392,6 +405,8 @@ class CheckpointCoordinator:
         for checkpoint_id in reversed(self.storage.ids()):
             if checkpoint_id > completed or checkpoint_id in self.pending:
                 continue
+            if checkpoint_id < self._floor:
+                break  # an earlier run's (a savepoint, maybe): not this run's to delete
             complete = checkpoint_id == completed or self._has_manifest(checkpoint_id)
             if complete and kept < self.options.keep:
                 kept += 1
@@ -409,6 +424,12 @@ class CheckpointCoordinator:
         if found is not None:
             self._floor = found.checkpoint_id
         return found
+
+    def oldest_kept(self) -> int | None:
+        """The oldest complete checkpoint of this run still kept (what a source must still be
+        able to rewind to), or None."""
+        kept = [i for i in self.completed_ids if i >= self._floor][-self.options.keep :]
+        return kept[0] if kept else None
 
     def latest(self) -> Checkpoint | None:
         """The checkpoint a recovery restarts from: the newest complete and whole one of this

@@ -123,6 +123,7 @@ class InlineExecutor(Executor):
         while True:
             try:
                 result = self._run(plan, coordinator, restore)
+                coordinator.abort_all("the job ended before it completed", expected=True)
                 result.recoveries = list(self.restarts)
                 result.checkpoints = coordinator.stats
                 return result
@@ -151,8 +152,23 @@ class InlineExecutor(Executor):
                 task = Task(plan, vertex, subtask, transport)
                 queues[(vertex.id, subtask)] = [deque() for _ in task.channels]
                 tasks.append(task)
-        if coordinator is not None:
-            self._checkpointing(tasks, coordinator, restore)
+        try:
+            if coordinator is not None:
+                self._checkpointing(tasks, coordinator, restore)
+            return self._loop(plan, tasks, queues, coordinator)
+        except BaseException:
+            for task in tasks:
+                if not task.finished:
+                    task.abandon()  # ports and files free for the next attempt
+            raise
+
+    def _loop(
+        self,
+        plan: PhysicalPlan,
+        tasks: list[Task],
+        queues: dict[tuple[int, int], list[deque[Message]]],
+        coordinator: CheckpointCoordinator | None,
+    ) -> JobResult:
         sources = [t for t in tasks if t.source is not None]
         while not all(t.finished for t in tasks):
             produced = False
@@ -162,7 +178,7 @@ class InlineExecutor(Executor):
                 checkpoint_id = coordinator.begin()
                 for task in sources:
                     if not task.finished:
-                        task.trigger_checkpoint(checkpoint_id)
+                        self._guard(task, partial(task.trigger_checkpoint, checkpoint_id))
             delivered = self._drain(tasks, queues)
             if coordinator is not None:
                 self._acknowledge_finished(tasks, coordinator)
@@ -189,20 +205,26 @@ class InlineExecutor(Executor):
         by_key = {task_key(t.vertex.id, t.subtask): t for t in tasks}
         if restore is not None:
             for key, task in by_key.items():
-                task.restore(storage.read_task(restore.checkpoint_id, restore.manifest["tasks"][key]))
+                state = storage.read_task(restore.checkpoint_id, restore.manifest["tasks"][key])
+                InlineExecutor._guard(task, partial(task.restore, state))
             for task in tasks:
                 if task.restored_finished:
-                    task.end_restored()
+                    InlineExecutor._guard(task, task.end_restored)
 
         def listener(key: str, task: Task) -> Callable[[int, EncodedState], None]:
             def written(checkpoint_id: int, state: EncodedState) -> None:
                 if checkpoint_id not in coordinator.pending:
                     return  # given up already
-                report = storage.write_task(checkpoint_id, key, task.name, state)
+                try:
+                    report = storage.write_task(checkpoint_id, key, task.name, state)
+                except OSError as exc:  # this checkpoint is lost, not the job
+                    coordinator.abort(checkpoint_id, f"task {task.name} could not write: {exc}")
+                    return
                 completed = coordinator.acknowledge(checkpoint_id, report)
                 if completed is not None:
                     for each in tasks:
-                        each.commit(completed.checkpoint_id)
+                        if not each.finished:
+                            each.commit(completed.checkpoint_id, coordinator.oldest_kept())
 
             return written
 

@@ -285,10 +285,6 @@ class TaskActor:
     def connect(self, peers: dict[tuple[int, int], ActorHandle]) -> dict[str, Any]:
         """Gives the task the handles of the tasks it sends to and starts its ticker."""
         self._outbox.peers = peers
-        if not self._done.is_set() and self._task.restored_finished:
-            with self._lock:  # it had ended when the checkpoint was taken: it only ends again
-                self._task.end_restored()
-                self._after_step()
         if not self._done.is_set():
             threading.Thread(target=self._tick_loop, name=f"ticker {self._name}", daemon=True).start()
         context = ray.get_runtime_context()
@@ -300,8 +296,8 @@ class TaskActor:
     def push(self, channel: int, seq: int, sent_ns: int, batches: list[pa.RecordBatch], control: bytes) -> None:
         """Receives one frame; returning is the acknowledgement (a credit back to the sender)."""
         received_ns = time.time_ns()
-        if self._done.is_set():
-            return  # the job is failing or cancelled; the handle stops every actor
+        if self._done.is_set() or self._task.restored_finished:
+            return  # failing, cancelled, or restored ended (it ends its outputs, it takes no input)
         with self._lock:
             try:
                 self._hop_latency.append((received_ns - sent_ns) / 1e6)
@@ -327,6 +323,18 @@ class TaskActor:
             self._task.handle(channel, message, time.monotonic())
         self._batch_latency.append((time.perf_counter() - started) * 1000)
 
+    @ray.method(concurrency_group="control")
+    def end_if_restored_ended(self) -> None:
+        """A task restored from a checkpoint taken after it had ended only ends its outputs
+        again; called once every task of the job is connected, so that its peers can take it."""
+        with self._lock:
+            if not self._done.is_set() and self._task.restored_finished:
+                try:
+                    self._task.end_restored()
+                    self._after_step()
+                except BaseException as exc:
+                    self._fail(exc)
+
     @ray.method(concurrency_group="source")
     def run_source(self) -> None:
         """The loop of a source task: poll, send, until the input ends or the job stops."""
@@ -350,6 +358,7 @@ class TaskActor:
         else:
             self._outbox.flush_due(time.monotonic())
         if self._task.finished and not self._done.is_set():
+            self._snapshots.put(None)  # the writer ends once it has written what it has
             self._outbox.drain()
             final = self._task.final_state() if self._checkpointing is not None else None
             self._outcome = TaskOutcome(
@@ -406,20 +415,24 @@ class TaskActor:
         checkpointing = self._checkpointing
         assert checkpointing is not None
         with self._lock:
-            taken = not self._done.is_set() and not self._stopping and self._task.trigger_checkpoint(checkpoint_id)
-            if taken:
-                self._after_step()
+            try:
+                taken = not self._done.is_set() and not self._stopping and self._task.trigger_checkpoint(checkpoint_id)
+                if taken:
+                    self._after_step()
+            except BaseException as exc:  # a source that cannot snapshot fails, and the job recovers or fails
+                self._fail(exc)
+                return False
         if not taken:
-            checkpointing.coordinator.report.remote(checkpoint_id, None, f"source task {self._name} has ended")
+            checkpointing.coordinator.report.remote(checkpoint_id, None, f"source task {self._name} has ended", ended=True)
         return taken
 
     @ray.method(concurrency_group="control")
-    def commit(self, checkpoint_id: int) -> None:
+    def commit(self, checkpoint_id: int, oldest_kept: int | None = None) -> None:
         """Checkpoint ``checkpoint_id`` completed everywhere: the operators' and source's commit hooks."""
         with self._lock:
             if not self._done.is_set():
                 try:
-                    self._task.commit(checkpoint_id)
+                    self._task.commit(checkpoint_id, oldest_kept)
                 except BaseException as exc:
                     self._fail(exc)
 
@@ -631,6 +644,8 @@ class JobCoordinator:
                     member.name, CitystreamError(f"the actor of the task could not start: {_actor_death(exc)}")
                 ) from exc
             member.pid, member.node = info["pid"], info["node"]
+        if restore is not None:
+            ray.get([m.actor.end_if_restored_ended.remote() for m in members])
         self._pending = {m.actor.wait_done.remote(): m for m in members}
         for member in members:
             if member.vertex.is_source:
@@ -656,12 +671,18 @@ class JobCoordinator:
                 time.sleep(CHECK_S)
                 ready = []
             with self._lock:
-                for ref in ready:
-                    member = self._pending.pop(ref, None)
-                    if member is not None and not self._ended.is_set():
-                        self._task_ended(member, ref)
-                if not self._ended.is_set():
-                    self._maybe_checkpoint()
+                try:
+                    for ref in ready:
+                        member = self._pending.pop(ref, None)
+                        if member is not None and not self._ended.is_set():
+                            self._task_ended(member, ref)
+                    if not self._ended.is_set():
+                        self._maybe_checkpoint()
+                except BaseException as exc:
+                    # Whatever went wrong here, the job must end with it rather than hang.
+                    logger.exception("job %s: the coordinator failed", self.plan.job)
+                    self._release()
+                    self._finish(_Verdict("failed", task="coordinator", error=exc, traceback=traceback.format_exc()))
 
     def _task_ended(self, member: _Member, ref: ray.ObjectRef) -> None:
         try:
@@ -683,6 +704,7 @@ class JobCoordinator:
     def _finish(self, verdict: _Verdict) -> None:
         verdict.recoveries = [r.reason for r in self.recoveries]
         if self._checkpoints is not None:
+            self._checkpoints.abort_all(f"the job {verdict.state} before it completed", expected=True)
             verdict.checkpoints = copy.deepcopy(self._checkpoints.stats)
         self._verdict = verdict
         self._ended.set()
@@ -701,11 +723,11 @@ class JobCoordinator:
         assert self._checkpoints is not None and self.spec.checkpoints is not None
         failed_at = time.time()
         self._checkpoints.abort_all("the job is recovering")
-        old = list(self._pending)
+        probes: list[ray.ObjectRef] = [m.actor.metrics.remote() for m in self._members]  # fail once the actor is gone
         self._release()
-        # The actors must be gone before new ones take their ports (gateways) and files.
+        # Every old actor must be gone before new ones take their ports (gateways) and files.
         with contextlib.suppress(ray.exceptions.RayError):
-            ray.wait(old, num_returns=len(old), timeout=30)
+            ray.wait(probes, num_returns=len(probes), timeout=30)
         restore = self._checkpoints.latest()
         attempt = len(self.recoveries) + 1
         logger.warning(
@@ -720,6 +742,7 @@ class JobCoordinator:
         try:
             self._launch(restore)
         except CitystreamError as exc:
+            exc.add_note(f"while recovering from: {reason}")
             self._finish(_Verdict("failed", task=getattr(exc, "task", self.plan.job), error=exc))
             return
         self.recoveries.append(RecoveryRecord(reason, restore.checkpoint_id if restore else None, failed_at, time.time()))
@@ -768,21 +791,22 @@ class JobCoordinator:
             cp.abort(checkpoint_id, f"the manifest could not be written: {exc}")
             return True
         if completed is not None:
+            oldest_kept = cp.oldest_kept()
             for member in self._members:
                 if member.name not in self._outcomes:
-                    member.actor.commit.remote(completed.checkpoint_id)
+                    member.actor.commit.remote(completed.checkpoint_id, oldest_kept)
         return checkpoint_id not in cp.pending
 
     @ray.method(concurrency_group="reports")
-    def report(self, checkpoint_id: int, report: TaskReport | None, problem: str = "") -> None:
+    def report(self, checkpoint_id: int, report: TaskReport | None, problem: str = "", ended: bool = False) -> None:
         """A task's state for ``checkpoint_id`` is written (``report``), or it could not take
-        part (``problem``); completes or gives up the checkpoint."""
+        part (``problem``; ``ended``: a source that had ended); completes or gives up the checkpoint."""
         with self._lock:
             cp = self._checkpoints
             if cp is None or checkpoint_id not in cp.pending:
                 return
             if report is None:
-                if not problem.endswith("has ended"):
+                if not ended:
                     cp.abort(checkpoint_id, problem)
                 # A source that ended as it was triggered: its final state stands for it
                 # once its end is seen (_acknowledge_finished).
@@ -810,7 +834,7 @@ class JobCoordinator:
         while time.monotonic() < deadline:
             with self._lock:
                 if checkpoint_id not in cp.pending:
-                    if cp.stats.last_id == checkpoint_id:
+                    if checkpoint_id in cp.completed_ids:
                         return checkpoint_id
                     raise CitystreamError(f"job '{self.plan.job}': the savepoint (checkpoint {checkpoint_id}) was given up")
             time.sleep(0.01)

@@ -113,7 +113,7 @@ def decode_state(small: bytes, tables: list[pa.Table]) -> Any:
         if code == _BIG_INT:
             return int(data.decode())
         if code == _SET:
-            return set(_unpack(data))
+            return {_hashable(member) for member in _unpack(data)}
         if code == _TUPLE_KEYS:
             return {_hashable(k): v for k, v in _unpack(data)}
         raise StateError(f"checkpoint state with an unknown extension type {code}")
@@ -123,7 +123,7 @@ def decode_state(small: bytes, tables: list[pa.Table]) -> Any:
 
     try:
         return _unpack(small)
-    except (ValueError, msgpack.UnpackException, IndexError) as exc:
+    except (ValueError, TypeError, msgpack.UnpackException, IndexError) as exc:
         raise StateError(f"checkpoint state cannot be read: {exc}") from exc
 
 

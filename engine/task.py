@@ -15,7 +15,7 @@ import pyarrow as pa
 from engine.operator import MAIN, Collector, Operator, Sink
 from engine.partitioning import Broadcast, Forward, Hash
 from engine.plan import PhysicalPlan, Vertex, VertexOutput
-from engine.sources import EndOfInput, EventTimeAssigner
+from engine.sources import EndOfInput, EventTimeAssigner, Source
 from engine.state import EncodedState, StateError, encode_state
 from engine.timeutil import MAX_WATERMARK, MIN_WATERMARK
 from engine.watermarks import WatermarkTracker
@@ -146,6 +146,7 @@ class Task:
         self.last_checkpoint: int | None = None
         self.restored_finished = False
         self._final: EncodedState | None = None
+        self._committed = 0
         # Each parallel instance reads its own partition through its own copy of the source.
         self.source = copy.copy(vertex.nodes[0].source)
         if self.source is not None:
@@ -247,6 +248,8 @@ class Task:
         """Processes one message that arrived on input channel ``channel`` (or holds it, while
         the channel waits for the other channels' barriers)."""
         if channel in self._arrived:
+            # Held, not silent: an idle timeout must not take a blocked channel for an idle one.
+            self.tracker.on_activity(channel, now)
             self._held[channel].append(message)
             return
         self._dispatch(channel, message, now)
@@ -280,6 +283,9 @@ class Task:
     # ---- checkpoints ----------------------------------------------------------------------
 
     def _on_barrier(self, channel: int, checkpoint_id: int, now: float) -> None:
+        if checkpoint_id <= (self.last_checkpoint or 0) and self.aligning is None:
+            logger.debug("%s: barrier %d after checkpoint %d ignored", self.name, checkpoint_id, self.last_checkpoint)
+            return
         if self.aligning is not None and checkpoint_id < self.aligning:
             logger.debug("%s: barrier %d after %d on channel %d ignored", self.name, checkpoint_id, self.aligning, channel)
             return
@@ -328,6 +334,8 @@ class Task:
         assert self.source is not None, "only source tasks are triggered; the others align barriers"
         if self.finished:
             return False
+        if checkpoint_id <= (self.last_checkpoint or 0):
+            return True  # a trigger that came late, after a newer one: its barrier would block downstream
         self._snapshot(checkpoint_id)
         return True
 
@@ -384,13 +392,20 @@ class Task:
             if entry["state"] is not None:
                 operator.restore(entry["state"])
 
-    def commit(self, checkpoint_id: int) -> None:
-        """Checkpoint ``checkpoint_id`` completed on every task."""
+    def commit(self, checkpoint_id: int, oldest_kept: int | None = None) -> None:
+        """Checkpoint ``checkpoint_id`` completed on every task; ``oldest_kept`` is the oldest
+        checkpoint still kept (a recovery may fall back to it if a newer one is damaged), so the
+        source may drop only the input before that one's place. Commits that come late, after
+        a newer one, are ignored."""
+        if checkpoint_id <= self._committed:
+            return
+        self._committed = checkpoint_id
         for operator in self.operators:
             operator.on_commit(checkpoint_id)
-        if self.source is not None and checkpoint_id in self._source_states:
-            self.source.on_commit(checkpoint_id, self._source_states[checkpoint_id])
-        self._source_states = {k: v for k, v in self._source_states.items() if k > checkpoint_id}
+        release = checkpoint_id if oldest_kept is None else min(oldest_kept, checkpoint_id)
+        if self.source is not None and release in self._source_states:
+            self.source.on_commit(release, self._source_states[release])
+        self._source_states = {k: v for k, v in self._source_states.items() if k >= release}
 
     def poll_source(self) -> bool:
         """Reads one batch from the source (source tasks only); False if none was ready."""
@@ -446,6 +461,17 @@ class Task:
             return
         self._advance(MAX_WATERMARK)
         self._end()
+
+    def abandon(self) -> None:
+        """Releases what the operators and the source hold (ports, files) after a failure, as
+        far as they let themselves be closed; the task is not run again."""
+        closables: list[Operator | Source] = [*self.operators, *([self.source] if self.source is not None else [])]
+        for closable in closables:
+            try:
+                closable.close()
+            except Exception as exc:  # the task failed already; its first error is the one that counts
+                logger.debug("%s: closing %s after a failure: %s", self.name, type(closable).__name__, exc)
+        self.finished = True
 
     def end_restored(self) -> None:
         """Ends a task restored from a checkpoint taken after it had ended: its outputs end

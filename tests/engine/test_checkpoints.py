@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from engine import Collector, Dataflow, InlineExecutor, JobFailed, Operator, Sink
+from engine import Collector, Dataflow, InlineExecutor, JobFailed, Operator, Sink, TableSource
 from engine.checkpoint import CheckpointCoordinator, CheckpointOptions, CheckpointStorage, plan_fingerprint
 from engine.plan import build_plan
 from engine.state import StateError
@@ -273,3 +273,70 @@ def test_a_source_that_cannot_rewind_is_refused(tmp_path: Path) -> None:
     f.source("gen", GeneratorSource(SCHEMA, lambda p, n: iter(table().to_batches())), "ts").collect("out")
     with pytest.raises(StateError, match="cannot rewind"):
         InlineExecutor(checkpoints=CheckpointOptions(str(tmp_path))).run(f)
+
+
+def test_the_codec_keeps_sets_of_tuples_and_refuses_what_it_cannot_hold() -> None:
+    from engine.state import encode_state, roundtrip
+
+    assert roundtrip({"s": {("a", 1), ("b", 2)}, "k": {("x", 1): 2}}) == {"s": {("a", 1), ("b", 2)}, "k": {("x", 1): 2}}
+    with pytest.raises(StateError, match="cannot checkpoint a object"):
+        encode_state({"bad": object()})
+
+
+def alignment_task() -> tuple[Task, list[Any]]:
+    f = Dataflow("align-unit", parallelism=2)
+    f.from_table("rows", table(40), "ts", batch_size=10, parallelism=2).key_by("key").process(
+        RunningSum, SCHEMA.append(pa.field("total", pa.int64())), "sums"
+    ).with_parallelism(1).key_by("key").collect("out", parallelism=1)
+    plan = build_plan(f)
+    vertex = next(v for v in plan.vertices if v.nodes[0].name == "sums")
+    sent: list[Any] = []
+
+    class Capture:
+        def send(self, vertex: int, subtask: int, channel: int, message: Any) -> None:
+            sent.append(message)
+
+    task = Task(plan, vertex, 0, Capture())
+    task.snapshot_listener = lambda checkpoint_id, encoded: sent.append(("snapshot", checkpoint_id))
+    return task, sent
+
+
+def test_a_barrier_older_than_the_last_checkpoint_does_not_block_a_channel() -> None:
+    task, sent = alignment_task()
+    for channel in (0, 1):
+        task.handle(channel, Barrier(2), 0.0)
+    assert ("snapshot", 2) in sent
+    task.handle(0, Barrier(1), 0.0)  # a trigger that came late, after a newer one
+    assert not task.blocked(0)
+
+
+def test_a_blocked_channel_is_not_taken_for_an_idle_one() -> None:
+    task, _ = alignment_task()
+    task.tracker = type(task.tracker)(len(task.channels), idle_timeout_s=1.0)
+    batch = table(4).to_batches()[0]
+    task.handle(0, Barrier(1), 0.0)
+    task.handle(0, batch, 5.0)  # held, at 5 s
+    assert 0 not in task.tracker.idle_channels(5.5)
+
+
+def test_commits_in_order_and_a_source_keeps_what_the_oldest_kept_checkpoint_needs() -> None:
+    class Log(TableSource):
+        def __init__(self) -> None:
+            super().__init__(table(100), batch_size=10)
+            self.released: list[int] = []
+
+        def on_commit(self, checkpoint_id: int, state: Any) -> None:
+            self.released.append(checkpoint_id)
+
+    f = Dataflow("commits")
+    f.source("log", Log(), "ts").collect("out")
+    plan = build_plan(f)
+    task = Task(plan, plan.vertices[0], 0, type("Drop", (), {"send": lambda *a: None})())
+    task.snapshot_listener = lambda checkpoint_id, encoded: None
+    for checkpoint_id in (1, 2, 3):
+        task.poll_source()
+        task.trigger_checkpoint(checkpoint_id)
+    assert isinstance(task.source, Log)
+    task.commit(3, oldest_kept=2)
+    task.commit(2, oldest_kept=1)  # late: ignored
+    assert task.source.released == [2]
