@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.ray_compiled_graphs
 	$(PY) -m benchmarks.nexmark.run
 	$(PY) -m benchmarks.updating_aggregate
+	$(PY) -m benchmarks.checkpoints
 
 # The Python stubs of the gRPC contracts (committed; tests/protos/test_stubs.py fails if stale).
 PROTOS := $(wildcard protos/citystream/v1/*.proto)
