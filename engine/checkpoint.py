@@ -60,6 +60,9 @@ class CheckpointOptions:
         max_restarts: recoveries from the last checkpoint before the job fails for good.
         restore: start from the latest complete checkpoint found in ``directory`` (a job that
             was stopped resumes where it was), instead of from the beginning.
+        max_held_rows: rows a task may hold from inputs whose barrier came while it waits for
+            the barrier on the others; past that it gives the checkpoint up (a warning says so)
+            and handles them, so that a slow input never costs unbounded memory.
     """
 
     directory: str = "checkpoints"
@@ -68,6 +71,7 @@ class CheckpointOptions:
     timeout_s: float = 120.0
     max_restarts: int = 3
     restore: bool = False
+    max_held_rows: int = 1_000_000
 
     def __post_init__(self) -> None:
         if not isinstance(self.directory, str) or not self.directory:
@@ -80,6 +84,8 @@ class CheckpointOptions:
             raise OptionError("timeout_s", self.timeout_s, "seconds > 0")
         if not isinstance(self.max_restarts, int) or self.max_restarts < 0:
             raise OptionError("max_restarts", self.max_restarts, "an integer >= 0")
+        if not isinstance(self.max_held_rows, int) or self.max_held_rows < 1:
+            raise OptionError("max_held_rows", self.max_held_rows, "an integer >= 1")
         if "://" not in self.directory:
             # Resolved here, in the driver: a worker with another working directory must write
             # where the coordinator writes manifests.

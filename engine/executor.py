@@ -32,6 +32,10 @@ from engine.task import Message, Task, TaskMetrics
 logger = logging.getLogger(__name__)
 
 
+def _give_up(coordinator: CheckpointCoordinator, task: str, checkpoint_id: int, why: str) -> None:
+    coordinator.abort(checkpoint_id, f"task {task}: {why}")
+
+
 def check_replayable(plan: PhysicalPlan) -> None:
     """Checkpoints need sources that can rewind; refuses a plan with one that cannot."""
     for vertex in plan.vertices:
@@ -230,6 +234,8 @@ class InlineExecutor(Executor):
 
         for key, task in by_key.items():
             task.snapshot_listener = listener(key, task)
+            task.max_held_rows = coordinator.options.max_held_rows
+            task.give_up_listener = partial(_give_up, coordinator, task.name)
 
     @staticmethod
     def _acknowledge_finished(tasks: list[Task], coordinator: CheckpointCoordinator) -> None:

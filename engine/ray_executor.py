@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import logging
 import os
 import pickle
@@ -227,17 +226,19 @@ class _TaskCheckpointing:
     key: str
     restore_id: int | None
     restore_entry: dict[str, Any] | None
+    max_held_rows: int
 
 
+@ray.remote(concurrency_groups={"data": 1, "source": 1, "control": 4})  # type: ignore[call-overload]
 class TaskActor:
     """Hosts one task. Frames arrive through ``push`` (in sequence order per channel); a source
     task runs its loop in ``run_source``; a ticker thread sends lingering frames and ticks the
     task; ``wait_done``, ``stop`` and ``metrics`` serve the coordinator.
 
     With checkpoints, a snapshot is encoded on the task's thread and written by a thread of its
-    own, which then reports to the coordinator; a frame that arrives on a channel blocked for
-    alignment is acknowledged only once the channel is unblocked, so that a sender ahead of the
-    others waits (its credits run out) instead of filling this task's memory.
+    own, which then reports to the coordinator. What arrives on a channel blocked for alignment
+    is held by the task (bounded: ``CheckpointOptions.max_held_rows``, past which the task gives
+    the checkpoint up rather than its memory).
     """
 
     def __init__(
@@ -250,7 +251,6 @@ class TaskActor:
         checkpointing: _TaskCheckpointing | None = None,
     ) -> None:
         self._lock = threading.Lock()
-        self._unblocked = threading.Condition(self._lock)
         self._checkpointing = checkpointing
         self._snapshots: queue.SimpleQueue[tuple[int, EncodedState] | None] = queue.SimpleQueue()
         self._done = threading.Event()
@@ -273,6 +273,10 @@ class TaskActor:
                     state = checkpointing.storage.read_task(checkpointing.restore_id, checkpointing.restore_entry)
                     self._task.restore(state)
                 self._task.snapshot_listener = lambda checkpoint_id, encoded: self._snapshots.put((checkpoint_id, encoded))
+                self._task.max_held_rows = checkpointing.max_held_rows
+                self._task.give_up_listener = lambda checkpoint_id, why: checkpointing.coordinator.report.remote(
+                    checkpoint_id, None, f"task {self._name}: {why}"
+                )
                 threading.Thread(target=self._write_snapshots, name=f"snapshots {self._name}", daemon=True).start()
         except Exception as exc:
             # Reported through wait_done like any other failure of the task, with the
@@ -302,19 +306,11 @@ class TaskActor:
             try:
                 self._hop_latency.append((received_ns - sent_ns) / 1e6)
                 self._latencies_total += 1
-                aligning = self._task.aligning
                 for ready in self._reorder.arrive(channel, seq, (sent_ns, batches, control)):
                     self._process(channel, ready[1], ready[2])
                 self._after_step()
-                if aligning is not None and self._task.aligning != aligning:
-                    self._unblocked.notify_all()  # the alignment this frame completed
             except BaseException as exc:
                 self._fail(exc)
-                self._unblocked.notify_all()
-                return
-            # The acknowledgement of a frame on a blocked channel waits for the alignment.
-            while self._task.blocked(channel) and not self._done.is_set():
-                self._unblocked.wait(timeout=1.0)
 
     def _process(self, channel: int, batches: list[pa.RecordBatch], control: bytes) -> None:
         started = time.perf_counter()
@@ -489,13 +485,6 @@ class TaskActor:
             return self._metrics()
 
 
-@functools.cache
-def _task_actor_class(data_threads: int) -> Any:
-    """The Ray actor class of tasks whose frames get ``data_threads`` threads (Ray takes the
-    size of a concurrency group only from the class, not from ``options``)."""
-    return ray.remote(concurrency_groups={"data": data_threads, "source": 1, "control": 4})(TaskActor)  # type: ignore[call-overload]
-
-
 @dataclass
 class _Member:
     name: str
@@ -601,23 +590,21 @@ class JobCoordinator:
                 if self._storage is not None and self._self is not None:
                     key = task_key(vertex.id, subtask)
                     entry = restore.manifest["tasks"][key] if restore is not None else None
+                    assert spec.checkpoints is not None
                     checkpointing = _TaskCheckpointing(
-                        self._self, self._storage, key, restore.checkpoint_id if restore else None, entry
+                        self._self,
+                        self._storage,
+                        key,
+                        restore.checkpoint_id if restore else None,
+                        entry,
+                        spec.checkpoints.max_held_rows,
                     )
-                channels = len(self.plan.channels_into(vertex, subtask))
-                # With checkpoints, a frame on a channel blocked for alignment holds its thread
-                # (its acknowledgement waits), so there must be a thread for every frame in flight.
-                data_threads = 1 if checkpointing is None else channels * spec.channels.credits + 2
-                actor = (
-                    _task_actor_class(data_threads)
-                    .options(
-                        name=actor_name,
-                        namespace=spec.namespace,
-                        max_restarts=0,
-                        **spec.actor_options[vertex.id],
-                    )
-                    .remote(self.plan.job, plan_ref, vertex.id, subtask, spec.channels, checkpointing)
-                )
+                actor = TaskActor.options(  # type: ignore[attr-defined]
+                    name=actor_name,
+                    namespace=spec.namespace,
+                    max_restarts=0,
+                    **spec.actor_options[vertex.id],
+                ).remote(self.plan.job, plan_ref, vertex.id, subtask, spec.channels, checkpointing)
                 members.append(_Member(name, vertex, subtask, actor, actor_name))
         self._members = members
         self._outcomes = {}

@@ -137,6 +137,10 @@ class Task:
         # Checkpoint alignment: the checkpoint being aligned, the channels whose barrier came
         # (blocked), what they carried since (held), and the channels that ended.
         self.snapshot_listener: SnapshotListener | None = None
+        self.give_up_listener: Callable[[int, str], None] | None = None  # checkpoint id, why
+        self.max_held_rows = 1_000_000
+        self._held_rows = 0
+        self._given_up = 0
         self.aligning: int | None = None
         self._arrived: set[int] = set()
         self._held: list[deque[Message]] = [deque() for _ in self.channels]
@@ -251,8 +255,25 @@ class Task:
             # Held, not silent: an idle timeout must not take a blocked channel for an idle one.
             self.tracker.on_activity(channel, now)
             self._held[channel].append(message)
+            if isinstance(message, pa.RecordBatch):
+                self._held_rows += message.num_rows
+                if self._held_rows > self.max_held_rows:
+                    self._give_up(now, f"more than {self.max_held_rows:,} rows held while aligning")
             return
         self._dispatch(channel, message, now)
+
+    def _give_up(self, now: float, why: str) -> None:
+        """Abandons the alignment under way: what was held is handled now, the checkpoint's
+        barrier is not forwarded, and its late barriers are ignored."""
+        assert self.aligning is not None
+        checkpoint_id = self.aligning
+        logger.warning("%s: checkpoint %d given up: %s", self.name, checkpoint_id, why)
+        self._given_up = checkpoint_id
+        self.aligning = None
+        self._arrived.clear()
+        if self.give_up_listener is not None:
+            self.give_up_listener(checkpoint_id, why)
+        self._release_held(now)
 
     def blocked(self, channel: int) -> bool:
         """True while the channel's barrier came and the checkpoint waits for other channels."""
@@ -283,7 +304,7 @@ class Task:
     # ---- checkpoints ----------------------------------------------------------------------
 
     def _on_barrier(self, channel: int, checkpoint_id: int, now: float) -> None:
-        if checkpoint_id <= (self.last_checkpoint or 0) and self.aligning is None:
+        if checkpoint_id <= max(self.last_checkpoint or 0, self._given_up) and self.aligning is None:
             logger.debug("%s: barrier %d after checkpoint %d ignored", self.name, checkpoint_id, self.last_checkpoint)
             return
         if self.aligning is not None and checkpoint_id < self.aligning:
@@ -323,7 +344,10 @@ class Task:
                 progress = False
                 for channel, held in enumerate(self._held):
                     while held and channel not in self._arrived:
-                        self._dispatch(channel, held.popleft(), now)
+                        message = held.popleft()
+                        if isinstance(message, pa.RecordBatch):
+                            self._held_rows -= message.num_rows
+                        self._dispatch(channel, message, now)
                         progress = True
         finally:
             self._releasing = False

@@ -340,3 +340,19 @@ def test_commits_in_order_and_a_source_keeps_what_the_oldest_kept_checkpoint_nee
     task.commit(3, oldest_kept=2)
     task.commit(2, oldest_kept=1)  # late: ignored
     assert task.source.released == [2]
+
+
+def test_a_task_gives_a_checkpoint_up_rather_than_hold_too_much() -> None:
+    task, sent = alignment_task()
+    given_up: list[tuple[int, str]] = []
+    task.give_up_listener = lambda checkpoint_id, why: given_up.append((checkpoint_id, why))
+    task.max_held_rows = 6
+    batch = table(4).to_batches()[0]
+    task.handle(0, Barrier(1), 0.0)
+    task.handle(0, batch, 0.0)  # 4 rows held
+    assert task.blocked(0) and not given_up
+    task.handle(0, batch, 0.0)  # 8 > 6: given up, and both batches handled
+    assert given_up and given_up[0][0] == 1 and "rows held" in given_up[0][1]
+    assert not task.blocked(0) and task.operators[0].sums["k3"] == 6
+    task.handle(1, Barrier(1), 0.0)  # its late barrier starts nothing
+    assert not task.blocked(1) and ("snapshot", 1) not in sent
