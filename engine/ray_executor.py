@@ -252,6 +252,7 @@ class TaskActor:
     ) -> None:
         self._lock = threading.Lock()
         self._checkpointing = checkpointing
+        self._triggers: deque[int] = deque()  # checkpoints the source loop is to take
         self._snapshots: queue.SimpleQueue[tuple[int, EncodedState] | None] = queue.SimpleQueue()
         self._done = threading.Event()
         self._wake = threading.Event()
@@ -337,6 +338,8 @@ class TaskActor:
         try:
             while not self._done.is_set():
                 with self._lock:
+                    while self._triggers:
+                        self._take_checkpoint(self._triggers.popleft())
                     if self._stopping and not self._task.finished:
                         self._task.finish()
                     progressed = False if self._task.finished else self._task.poll_source()
@@ -405,22 +408,28 @@ class TaskActor:
             checkpointing.coordinator.report.remote(checkpoint_id, report)
 
     @ray.method(concurrency_group="control")
-    def trigger_checkpoint(self, checkpoint_id: int) -> bool:
-        """A source task snapshots now (between two polls) and sends the barrier on; a task
-        that has ended declines, which gives the checkpoint up."""
+    def trigger_checkpoint(self, checkpoint_id: int) -> None:
+        """Asks a source task to snapshot and send the barrier on. The source's own loop does
+        it before its next poll: waiting here for the lock the loop takes back at once could
+        take hundreds of milliseconds, while downstream tasks hold the inputs whose barrier came."""
+        self._triggers.append(checkpoint_id)
+        if self._done.is_set():  # the loop has ended: the final state stands for the task
+            self._decline(checkpoint_id)
+
+    def _take_checkpoint(self, checkpoint_id: int) -> None:
+        """In the source loop, holding the lock."""
+        try:
+            taken = not self._stopping and self._task.trigger_checkpoint(checkpoint_id)
+        except BaseException as exc:  # a source that cannot snapshot fails, and the job recovers or fails
+            self._fail(exc)
+            return
+        if not taken:
+            self._decline(checkpoint_id)
+
+    def _decline(self, checkpoint_id: int) -> None:
         checkpointing = self._checkpointing
         assert checkpointing is not None
-        with self._lock:
-            try:
-                taken = not self._done.is_set() and not self._stopping and self._task.trigger_checkpoint(checkpoint_id)
-                if taken:
-                    self._after_step()
-            except BaseException as exc:  # a source that cannot snapshot fails, and the job recovers or fails
-                self._fail(exc)
-                return False
-        if not taken:
-            checkpointing.coordinator.report.remote(checkpoint_id, None, f"source task {self._name} has ended", ended=True)
-        return taken
+        checkpointing.coordinator.report.remote(checkpoint_id, None, f"source task {self._name} has ended", ended=True)
 
     @ray.method(concurrency_group="control")
     def commit(self, checkpoint_id: int, oldest_kept: int | None = None) -> None:
