@@ -380,10 +380,15 @@ class CheckpointCoordinator:
         )
         return checkpoint
 
-    def waiting_for(self, checkpoint_id: int) -> set[str]:
-        """Keys of the tasks that have not reported for a pending checkpoint."""
-        pending = self.pending.get(checkpoint_id)
-        return set() if pending is None else set(self.tasks) - set(pending.reports)
+    def owed_by_ended(self, key: str, last_checkpoint: int | None) -> list[int]:
+        """The pending checkpoints for which an ended task's final state must stand in: it has
+        not reported for them, and took no part in them itself (its last checkpoint is older;
+        a snapshot of its own may still be on its way otherwise)."""
+        return [
+            checkpoint_id
+            for checkpoint_id, pending in self.pending.items()
+            if key not in pending.reports and (last_checkpoint or 0) < checkpoint_id
+        ]
 
     def abort(self, checkpoint_id: int, reason: str, expected: bool = False) -> None:
         """Gives a checkpoint up (a task declined it or failed to write); its files go.

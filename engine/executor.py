@@ -240,13 +240,12 @@ class InlineExecutor(Executor):
     @staticmethod
     def _acknowledge_finished(tasks: list[Task], coordinator: CheckpointCoordinator) -> None:
         """Tasks that have ended see no more barriers: their final state stands for them."""
-        for checkpoint_id in list(coordinator.pending):
-            waiting = coordinator.waiting_for(checkpoint_id)
-            for task in tasks:
-                key = task_key(task.vertex.id, task.subtask)
-                if task.finished and key in waiting and (task.last_checkpoint or 0) < checkpoint_id:
-                    assert task.snapshot_listener is not None
-                    task.snapshot_listener(checkpoint_id, task.final_state())
+        for task in tasks:
+            if not task.finished:
+                continue
+            for checkpoint_id in coordinator.owed_by_ended(task_key(task.vertex.id, task.subtask), task.last_checkpoint):
+                assert task.snapshot_listener is not None
+                task.snapshot_listener(checkpoint_id, task.final_state())
 
     def _drain(self, tasks: list[Task], queues: dict[tuple[int, int], list[deque[Message]]]) -> bool:
         delivered = False

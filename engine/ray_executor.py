@@ -749,32 +749,31 @@ class JobCoordinator:
             return
         cp.abort_expired()
         if cp.due():
-            checkpoint_id = cp.begin()
-            for member in self._members:
-                if member.vertex.is_source and member.name not in self._outcomes:
-                    member.actor.trigger_checkpoint.remote(checkpoint_id)
+            self._trigger(cp.begin())
         self._acknowledge_finished()
+
+    def _trigger(self, checkpoint_id: int) -> None:
+        """Asks every source task still running to take the checkpoint."""
+        for member in self._members:
+            if member.vertex.is_source and member.name not in self._outcomes:
+                member.actor.trigger_checkpoint.remote(checkpoint_id)
 
     def _acknowledge_finished(self) -> None:
         """Tasks that have ended see no more barriers: their final state stands for them."""
         cp, storage = self._checkpoints, self._storage
         assert cp is not None and storage is not None
-        for checkpoint_id in list(cp.pending):
-            waiting = cp.waiting_for(checkpoint_id)
-            for member in self._members:
-                key = task_key(member.vertex.id, member.subtask)
-                outcome = self._outcomes.get(member.name)
-                if outcome is None or key not in waiting or outcome.final_state is None:
-                    continue
-                if (outcome.last_checkpoint or 0) >= checkpoint_id:
-                    continue  # its own snapshot of this one is on its way
+        for member in self._members:
+            outcome = self._outcomes.get(member.name)
+            if outcome is None or outcome.final_state is None:
+                continue
+            key = task_key(member.vertex.id, member.subtask)
+            for checkpoint_id in cp.owed_by_ended(key, outcome.last_checkpoint):
                 try:
                     report = storage.write_task(checkpoint_id, key, member.name, outcome.final_state)
                 except OSError as exc:
                     cp.abort(checkpoint_id, f"the final state of {member.name} could not be written: {exc}")
-                    break
-                if self._acknowledge(checkpoint_id, report):
-                    break
+                    continue
+                self._acknowledge(checkpoint_id, report)
 
     def _acknowledge(self, checkpoint_id: int, report: TaskReport) -> bool:
         """Records a report; on completion, commits on every task. True if the checkpoint is
@@ -820,9 +819,7 @@ class JobCoordinator:
             with self._lock:
                 if not cp.pending:
                     checkpoint_id = cp.begin()
-                    for member in self._members:
-                        if member.vertex.is_source:
-                            member.actor.trigger_checkpoint.remote(checkpoint_id)
+                    self._trigger(checkpoint_id)
                     break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job '{self.plan.job}': a checkpoint is still running after {timeout} s")

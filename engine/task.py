@@ -367,15 +367,7 @@ class Task:
         source_state = self.source.snapshot() if self.source is not None else None
         if self.source is not None:
             self._source_states[checkpoint_id] = source_state
-        state = {
-            "task": self.name,
-            "source": source_state,
-            "operators": [
-                {"name": node.name, "state": operator.snapshot()}
-                for node, operator in zip(self.vertex.nodes, self.operators, strict=True)
-            ],
-        }
-        encoded = encode_state(state, where=f"task {self.name}, checkpoint {checkpoint_id}")
+        encoded = encode_state(self._state(source_state), where=f"task {self.name}, checkpoint {checkpoint_id}")
         if self.snapshot_listener is not None:
             self.snapshot_listener(checkpoint_id, encoded)
         self.last_checkpoint = checkpoint_id
@@ -389,18 +381,21 @@ class Task:
         ended, and a barrier that came before their end made a snapshot of its own."""
         if self._final is not None:
             return self._final
-        state = {
+        assert self.finished, "only a task that has ended has a final state"
+        self._final = encode_state(self._state(None, finished=True), where=f"task {self.name}, at its end")
+        return self._final
+
+    def _state(self, source_state: Any, finished: bool = False) -> dict[str, Any]:
+        """What a checkpoint keeps of the task: the source's place and each operator's state."""
+        return {
             "task": self.name,
-            "finished": True,
-            "source": None,
+            "finished": finished,
+            "source": source_state,
             "operators": [
                 {"name": node.name, "state": operator.snapshot()}
                 for node, operator in zip(self.vertex.nodes, self.operators, strict=True)
             ],
         }
-        assert self.finished, "only a task that has ended has a final state"
-        self._final = encode_state(state, where=f"task {self.name}, at its end")
-        return self._final
 
     def restore(self, state: dict[str, Any]) -> None:
         """Puts back the state of a checkpoint (a fresh task, before any message). A task that

@@ -118,19 +118,7 @@ def expected_rows() -> tuple[list[tuple[int, str]], dict[str, int]]:
 def test_barriers_align_across_channels(tmp_path: Path) -> None:
     """A task blocks a channel whose barrier came and handles what it held after the snapshot:
     the snapshot holds exactly the rows before the barrier on every channel."""
-    f = Dataflow("align", parallelism=2)
-    f.from_table("rows", table(40), "ts", batch_size=10, parallelism=2).key_by("key").process(
-        RunningSum, SCHEMA.append(pa.field("total", pa.int64())), "sums", stateful=True
-    ).with_parallelism(1).key_by("key").collect("out", parallelism=1)
-    plan = build_plan(f)
-    vertex = next(v for v in plan.vertices if v.nodes[0].name == "sums")
-    sent: list[Any] = []
-
-    class Capture:
-        def send(self, vertex: int, subtask: int, channel: int, message: Any) -> None:
-            sent.append(message)
-
-    task = Task(plan, vertex, 0, Capture())
+    task, sent = alignment_task()
     snapshots: list[tuple[int, Any]] = []
     task.snapshot_listener = lambda checkpoint_id, encoded: snapshots.append((checkpoint_id, encoded))
     batch = table(4).to_batches()[0]
