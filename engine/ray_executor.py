@@ -1064,6 +1064,8 @@ class RayJob:
 
     def peek(self, timeout: float = 10.0) -> dict[str, list[Any]]:
         """What each sink holds now, per task, while the job runs (as ``JobResult.outputs``)."""
+        if self._result is not None:  # ended: what the sinks held at the end
+            return {sink: list(values) for sink, values in self._result.outputs.items()}
         outputs: dict[str, list[Any]] = {}
         for results in self._ask("results", True, timeout).values():
             for sink, value in results.items():
@@ -1075,10 +1077,8 @@ class RayJob:
         return self._ask("metrics", False, timeout)
 
     def _ask(self, what: Literal["results", "metrics"], sinks_only: bool, timeout: float) -> dict[str, Any]:
-        if self._result is not None:
-            source = self._result.outputs if what == "results" else self._result.metrics
-            if what == "metrics":
-                return dict(source)
+        if self._result is not None and what == "metrics":
+            return dict(self._result.metrics)
         if self._coordinator is None or self.state != "running":
             return {}
         try:
