@@ -103,13 +103,17 @@ def city_flow(
     seed: int | None = None,
     name: str = "city",
     serve: bool = True,
+    camera_tasks: int | None = None,
+    station_tasks: int | None = None,
 ) -> Dataflow:
     """The whole graph. Without ``cameras``/``stations`` the simulated feeds of the topology
     run (one camera actor per camera group, one per station); tests pass table sources.
-    ``serve``: the gateways log their incidents and serve them over gRPC (off: they only keep them)."""
+    ``serve``: the gateways log their incidents and serve them over gRPC (off: they only keep them).
+    ``camera_tasks``, ``station_tasks``: parallelism of sources passed in (default 1; the
+    simulated feeds run one task per camera group and per station)."""
     simulated_time = mode == "replay" and cameras is None and stations is None
-    camera_tasks = len(city.camera_groups()) if cameras is None else 1
-    station_tasks = len(city.stations) if stations is None else 1
+    camera_tasks = len(city.camera_groups()) if cameras is None else camera_tasks or 1
+    station_tasks = len(city.stations) if stations is None else station_tasks or 1
     if cameras is None or stations is None:
         from actors.simulation import CameraFeed, WeatherFeed
 

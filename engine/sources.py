@@ -53,6 +53,14 @@ class Source:
         """Goes back to the place ``snapshot`` returned (called after ``open``)."""
         raise StateError(f"{type(self).__name__} cannot be restored from a checkpoint")
 
+    def progress(self) -> int | None:
+        """Event time (ms) T such that every row this partition returns from now on is stamped
+        later than T, or None if the source cannot say. Asked when ``poll`` had nothing: a
+        source that knows its schedule (a paced generator, a clock-driven feed) lets the
+        watermark advance while it is quiet, so windows close without waiting for its next row.
+        The promise is the source's own; out-of-orderness is not subtracted from it."""
+        return None
+
     def on_commit(self, checkpoint_id: int, state: Any) -> None:
         """Checkpoint ``checkpoint_id`` completed everywhere; ``state`` is what ``snapshot``
         returned for it. Input before that place will never be read again (a log may drop it)."""
@@ -178,6 +186,7 @@ class EventTimeAssigner(Operator):
         self.validations = validations or {}
         self.generator = BoundedOutOfOrderness(out_of_orderness_ms)
         self._pending_watermark: int | None = None
+        self._emitted = MIN_WATERMARK
 
     def process_batch(self, batch: pa.RecordBatch, input_index: int, out: Collector) -> None:
         index = batch.schema.get_field_index(self.event_time)
@@ -204,7 +213,13 @@ class EventTimeAssigner(Operator):
         out.emit(batch)
         advanced = self.generator.observe(times)
         if advanced is not None:
-            self._pending_watermark = advanced
+            self.advance_to(advanced)
+
+    def advance_to(self, watermark: int) -> None:
+        """Raises the watermark to ``watermark`` (from a batch, or a source's ``progress``);
+        never lowers it."""
+        if watermark > self._emitted:
+            self._emitted = self._pending_watermark = watermark
 
     def take_watermark(self) -> int | None:
         """The watermark generated since the last call, if it advanced."""
@@ -216,3 +231,4 @@ class EventTimeAssigner(Operator):
 
     def restore(self, state: Any) -> None:
         self.generator.max_seen = state.get("max_seen", MIN_WATERMARK)
+        self._emitted = self.generator.current

@@ -435,11 +435,17 @@ class Task:
         if isinstance(batch, EndOfInput):  # not identity: a source pickled by value brings its own copy
             self.finish()
             return True
-        if batch is None:
-            return False
-        assert isinstance(batch, pa.RecordBatch)
         assigner = self.operators[0]
         assert isinstance(assigner, EventTimeAssigner)
+        if batch is None:
+            progress = self.source.progress()
+            if progress is not None:
+                assigner.advance_to(progress)
+                watermark = assigner.take_watermark()
+                if watermark is not None:
+                    self._advance(watermark)
+            return False
+        assert isinstance(batch, pa.RecordBatch)
         self._count_in(batch)
         assigner.process_batch(batch, 0, self.collectors[0])
         watermark = assigner.take_watermark()

@@ -43,12 +43,16 @@ class WatermarkTracker:
 
     An ended channel counts as MAX_WATERMARK. With ``idle_timeout`` set, a channel that has
     sent nothing (no data, no watermark) for that long stops holding the watermark back until
-    it sends again. The tracker never moves backwards.
+    it sends again. The idle clock starts when the first channel delivers something: until
+    then no channel is idle, so that an input whose task starts a little later than the others
+    (or whose first rows take longer) does not find its rows late. The tracker never moves
+    backwards.
     """
 
     def __init__(self, channels: int, idle_timeout_s: float | None = None) -> None:
         self._watermarks = [MIN_WATERMARK] * channels
-        self._last_active = [0.0] * channels
+        self._last_active: list[float | None] = [None] * channels
+        self._first_activity: float | None = None
         self._ended = [False] * channels
         self._idle_timeout_s = idle_timeout_s
         self.current = MIN_WATERMARK
@@ -56,10 +60,12 @@ class WatermarkTracker:
     def on_activity(self, channel: int, now: float) -> None:
         """Records that a channel delivered something at processing time ``now``."""
         self._last_active[channel] = now
+        if self._first_activity is None:
+            self._first_activity = now
 
     def on_watermark(self, channel: int, watermark: int, now: float) -> int | None:
         """Takes a channel's watermark; returns the task watermark if it advanced."""
-        self._last_active[channel] = now
+        self.on_activity(channel, now)
         if watermark > self._watermarks[channel]:
             self._watermarks[channel] = watermark
         return self._advance(now)
@@ -68,6 +74,8 @@ class WatermarkTracker:
         """A channel ended; returns the task watermark if it advanced."""
         self._ended[channel] = True
         self._watermarks[channel] = MAX_WATERMARK
+        if self._first_activity is None:
+            self._first_activity = now
         return self._advance(now)
 
     def on_tick(self, now: float) -> int | None:
@@ -78,9 +86,14 @@ class WatermarkTracker:
         return all(self._ended)
 
     def idle_channels(self, now: float) -> list[int]:
-        if self._idle_timeout_s is None:
+        if self._idle_timeout_s is None or self._first_activity is None:
             return []
-        return [i for i, last in enumerate(self._last_active) if not self._ended[i] and now - last >= self._idle_timeout_s]
+        started = self._first_activity
+        return [
+            i
+            for i, last in enumerate(self._last_active)
+            if not self._ended[i] and now - (started if last is None else last) >= self._idle_timeout_s
+        ]
 
     def _advance(self, now: float) -> int | None:
         idle = set(self.idle_channels(now))

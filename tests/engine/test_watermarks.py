@@ -126,6 +126,20 @@ def test_all_channels_idle_holds_the_watermark():
     assert tracker.on_watermark(0, 200, now=5.1) == 200
 
 
+def test_idle_clock_starts_with_the_first_activity():
+    # A task may start long before its inputs send anything (actors start one after the
+    # other): a channel that has not spoken yet is idle only a timeout after the first one did,
+    # so that its first rows are not late.
+    tracker = WatermarkTracker(2, idle_timeout_s=1.0)
+    assert tracker.on_tick(now=50.0) is None
+    assert tracker.idle_channels(now=50.0) == []
+    assert tracker.on_watermark(0, 100, now=50.0) is None  # channel 1 holds it back
+    assert tracker.idle_channels(now=50.9) == []
+    assert tracker.on_watermark(1, 80, now=50.5) == 80
+    assert tracker.on_watermark(0, 200, now=51.4) is None
+    assert tracker.on_tick(now=51.6) == 200  # channel 1 silent since 50.5
+
+
 def test_ended_channel_is_never_idle():
     tracker = WatermarkTracker(2, idle_timeout_s=1.0)
     tracker.on_end(0, now=0.0)
