@@ -44,3 +44,9 @@ lock: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# citystream against Bytewax and PyFlink on the same workloads (creates their venvs under
+# benchmarks/peers/.venvs when missing); writes benchmarks/RESULTS.md and benchmarks/results/peers.json.
+.PHONY: peers
+peers: $(STAMP)
+	$(PY) -m benchmarks.peers.run

@@ -96,15 +96,15 @@ def input_tables(spec: DataSpec) -> dict[str, pa.Table]:
     # One station per district: with two, a detection would have two readings of the same time
     # to choose from, and engines break such ties differently.
     span_ms = int(spec.detections * 1000 / spec.detection_rate_per_s) + spec.weather_every_ms
-    weather = synthetic.weather(span_ms, start_ms=start_ms, every_ms=spec.weather_every_ms, stations_per_district=1, seed=spec.seed)
+    weather = synthetic.weather(
+        span_ms, start_ms=start_ms, every_ms=spec.weather_every_ms, stations_per_district=1, seed=spec.seed
+    )
     return {"bids": bids.combine_chunks(), "detections": detections.combine_chunks(), "weather": weather.combine_chunks()}
 
 
 def _csv_copy(table: pa.Table) -> pa.Table:
     """The table with its timestamps as epoch-ms integers (what PyFlink's CSV reading declares)."""
-    columns = [
-        pc.cast(column, pa.int64()) if pa.types.is_timestamp(column.type) else column for column in table.itercolumns()
-    ]
+    columns = [pc.cast(column, pa.int64()) if pa.types.is_timestamp(column.type) else column for column in table.itercolumns()]
     return pa.table(columns, names=table.column_names)
 
 
@@ -198,7 +198,9 @@ def citystream_flow(workload: str, source_of: SourceOf) -> tuple[Dataflow, Strea
         detections = source_of(flow, "detections", "ts")
         weather = source_of(flow, "weather", "ts")
         fused = detections.key_by("district").asof_join(weather.key_by("district"))
-        out = fused.key_by("camera").window(Tumbling(timedelta(milliseconds=WINDOW_MS)), [agg("count"), agg("max", "pm10", "max_pm10")])
+        out = fused.key_by("camera").window(
+            Tumbling(timedelta(milliseconds=WINDOW_MS)), [agg("count"), agg("max", "pm10", "max_pm10")]
+        )
         return flow, out
     bids = source_of(flow, "bids", "dateTime")
     if workload == "q1":
@@ -257,10 +259,10 @@ def _as_int64(column: pa.ChunkedArray | pa.Array, kind: str) -> pa.Array:
         if pa.types.is_timestamp(column.type):
             return pc.cast(pc.cast(column, pa.timestamp("ms", "UTC")), pa.int64())
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            parsed = pc.strptime(column, format="%Y-%m-%d %H:%M:%S", unit="ms", error_is_null=True)
-            if parsed.null_count > column.null_count:  # with a fraction of a second
-                parsed = pc.cast(pc.cast(column, pa.timestamp("ms")), pa.timestamp("ms"))
-            return pc.cast(parsed, pa.int64())
+            try:  # epoch ms written as text
+                return pc.cast(column, pa.int64())
+            except pa.ArrowInvalid:  # 'YYYY-MM-DD HH:MM:SS[.fff]' in UTC (PyFlink's CSV of a TIMESTAMP)
+                return pc.cast(pc.cast(column, pa.timestamp("ms")), pa.int64())
         return pc.cast(column, pa.int64())
     if kind == "milli":
         values = pc.cast(column, pa.float64())
@@ -296,7 +298,9 @@ def _mix64(z: np.ndarray) -> np.ndarray:
 def _column_hashes(column: pa.Array) -> np.ndarray:
     if pa.types.is_string(column.type):
         encoded = pc.dictionary_encode(column)
-        words = [int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little") for s in encoded.dictionary.to_pylist()]
+        words = [
+            int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little") for s in encoded.dictionary.to_pylist()
+        ]
         table = np.array(words, dtype=np.uint64)
         return table[encoded.indices.to_numpy(zero_copy_only=False)]
     values = column.fill_null(-(2**63)).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -321,7 +325,10 @@ def read_output(path: Path, workload: str) -> pa.Table:
     if path.is_dir():
         names = [name for name, _ in CANONICAL[workload]]
         kinds = dict(CANONICAL[workload])
-        types = {name: (pa.string() if kinds[name] in ("str", "ms") else pa.float64() if kinds[name] == "milli" else pa.int64()) for name in names}
+        types = {
+            name: (pa.string() if kinds[name] in ("str", "ms") else pa.float64() if kinds[name] == "milli" else pa.int64())
+            for name in names
+        }
         parts = [p for p in sorted(path.rglob("*")) if p.is_file() and p.stat().st_size > 0 and not p.name.endswith(".crc")]
         options = pacsv.ReadOptions(column_names=names)
         convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False)

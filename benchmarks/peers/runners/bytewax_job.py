@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from bytewax.testing import run_main
 
 WINDOW = timedelta(seconds=10)
 SLIDE = timedelta(seconds=2)
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EURO_RATE = 0.908
 Q2_MODULUS = 123
 
@@ -106,9 +106,13 @@ class FusionInput(FixedPartitionedSource[tuple[Any, ...], int]):
         times = pa.concat_arrays(
             [weather.column("ts").combine_chunks().cast(pa.int64()), detections.column("ts").combine_chunks().cast(pa.int64())]
         )
-        sides = pa.concat_arrays([pa.repeat(pa.scalar(0, pa.int8()), weather.num_rows), pa.repeat(pa.scalar(1, pa.int8()), detections.num_rows)])
+        sides = pa.concat_arrays(
+            [pa.repeat(pa.scalar(0, pa.int8()), weather.num_rows), pa.repeat(pa.scalar(1, pa.int8()), detections.num_rows)]
+        )
         order = pc.sort_indices(pa.table({"t": times, "side": sides}), sort_keys=[("t", "ascending"), ("side", "ascending")])
-        w_items = [("w", d, p) for d, p in zip(weather.column("district").to_pylist(), weather.column("pm10").to_pylist(), strict=True)]
+        w_items = [
+            ("w", d, p) for d, p in zip(weather.column("district").to_pylist(), weather.column("pm10").to_pylist(), strict=True)
+        ]
         d_items = [
             ("d", d, c, t)
             for d, c, t in zip(
@@ -134,7 +138,9 @@ class _IpcPartition(StatelessSinkPartition[tuple[Any, ...]]):
         if self._sink.first_result is None:
             self._sink.first_result = time.time()
         columns = list(zip(*items, strict=True))
-        batch = pa.record_batch([pa.array(c, t) for c, t in zip(columns, self._sink.schema.types, strict=True)], schema=self._sink.schema)
+        batch = pa.record_batch(
+            [pa.array(c, t) for c, t in zip(columns, self._sink.schema.types, strict=True)], schema=self._sink.schema
+        )
         if self._writer is None:
             self._writer = pa.ipc.new_stream(self._sink.path, self._sink.schema)
         self._writer.write_batch(batch)
@@ -205,7 +211,9 @@ def build(workload: str, data: Path, out: IpcOutput, batch_size: int, late: list
         merged = op.input("merged", flow, FusionInput(data / "detections.arrow", data / "weather.arrow", batch_size))
         by_district = op.key_on("by_district", merged, lambda item: item[1])
 
-        def latest_weather(pm10: float | None, item: tuple[Any, ...]) -> tuple[float | None, list[tuple[str, datetime, float | None]]]:
+        def latest_weather(
+            pm10: float | None, item: tuple[Any, ...]
+        ) -> tuple[float | None, list[tuple[str, datetime, float | None]]]:
             if item[0] == "w":
                 return item[2], []
             return pm10, [(item[2], item[3], pm10)]
@@ -236,12 +244,30 @@ def build(workload: str, data: Path, out: IpcOutput, batch_size: int, late: list
 
 
 SCHEMAS = {
-    "q1": pa.schema([("auction", pa.int64()), ("bidder", pa.int64()), ("price", pa.float64()), ("dateTime", pa.int64()), ("extra", pa.string())]),
+    "q1": pa.schema(
+        [
+            ("auction", pa.int64()),
+            ("bidder", pa.int64()),
+            ("price", pa.float64()),
+            ("dateTime", pa.int64()),
+            ("extra", pa.string()),
+        ]
+    ),
     "q2": pa.schema([("auction", pa.int64()), ("price", pa.int64())]),
-    "tumbling": pa.schema([("auction", pa.int64()), ("window_start", pa.int64()), ("window_end", pa.int64()), ("count", pa.int64())]),
-    "hopping": pa.schema([("auction", pa.int64()), ("window_start", pa.int64()), ("window_end", pa.int64()), ("count", pa.int64())]),
+    "tumbling": pa.schema(
+        [("auction", pa.int64()), ("window_start", pa.int64()), ("window_end", pa.int64()), ("count", pa.int64())]
+    ),
+    "hopping": pa.schema(
+        [("auction", pa.int64()), ("window_start", pa.int64()), ("window_end", pa.int64()), ("count", pa.int64())]
+    ),
     "fusion": pa.schema(
-        [("camera", pa.string()), ("window_start", pa.int64()), ("window_end", pa.int64()), ("count", pa.int64()), ("max_pm10", pa.float64())]
+        [
+            ("camera", pa.string()),
+            ("window_start", pa.int64()),
+            ("window_end", pa.int64()),
+            ("count", pa.int64()),
+            ("max_pm10", pa.float64()),
+        ]
     ),
 }
 
@@ -252,7 +278,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--report", type=Path, required=True)
-    parser.add_argument("--batch-size", type=int, default=10_000, help="items per input batch (fusion; the files' batches otherwise)")
+    parser.add_argument(
+        "--batch-size", type=int, default=10_000, help="items per input batch (fusion; the files' batches otherwise)"
+    )
     args = parser.parse_args()
     imported = time.time()
     out = IpcOutput(args.out, SCHEMAS[args.workload])
