@@ -336,6 +336,21 @@ SEMANTICS = """\
 """
 
 
+BUSY_LOAD = 2.5
+NOTES = (
+    "- Each figure is one run. The reference for *same* is citystream-inline's output.",
+    "- Outputs are written by every engine (Arrow IPC for citystream and Bytewax, CSV for PyFlink) and the",
+    "  writing is in each figure: q1 writes every bid back (about 1.6 GB of Arrow IPC at the full size).",
+    "- citystream-ray: start-up is the interpreter, imports and `ray.init`; the run includes creating the",
+    "  actors (one per task) and shutting the job down.",
+    "- PyFlink: start-up is the interpreter, the JVM, the table environment, planning and the local",
+    "  cluster's start (until `execute_sql` returns with the job submitted); the run includes the tasks'",
+    "  deployment. Parallelism 1, as citystream-inline and Bytewax run on one core.",
+    "- Bytewax: the run includes its source turning Arrow batches into Python tuples (and, for the",
+    "  fusion job, merging the two inputs in time order).",
+)
+
+
 def write_report(meta: dict[str, Any], results: dict[str, list[Run]]) -> str:
     box, spec, rows = meta["machine"], meta["spec"], meta["rows"]
     lines = [
@@ -477,8 +492,13 @@ def main(argv: list[str] | None = None) -> None:
         "spec": asdict(spec),
         "rows": rows,
         "reference": reference,
-        "notes": [],
+        "notes": list(NOTES),
     }
+    if max(load_start[0], load_end[0]) > BUSY_LOAD:
+        meta["notes"].insert(
+            0,
+            f"- The machine was busy (1-minute load average above {BUSY_LOAD} on 2 cores): figures are lower than on a quiet one.",
+        )
     args.markdown.write_text(write_report(meta, results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = {
