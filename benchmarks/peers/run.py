@@ -497,7 +497,7 @@ def main(argv: list[str] | None = None) -> None:
     if max(load_start[0], load_end[0]) > BUSY_LOAD:
         meta["notes"].insert(
             0,
-            f"- The machine was busy (1-minute load average above {BUSY_LOAD} on 2 cores): figures are lower than on a quiet one.",
+            f"- The machine was busy (1-minute load average above {BUSY_LOAD} on 2 cores): figures are lower than quiet ones.",
         )
     args.markdown.write_text(write_report(meta, results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
