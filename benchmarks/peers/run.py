@@ -42,7 +42,9 @@ RUNNERS = HERE / "runners"
 RESULTS_MD = HERE.parent / "RESULTS.md"
 RESULTS_JSON = HERE.parent / "results" / "peers.json"
 PEERS = ("bytewax", "pyflink")
-ENGINES = ("citystream-inline", "citystream-ray", "bytewax", "pyflink")
+ENGINES = ("citystream-inline", "citystream-ray", "bytewax", "bytewax-arrow", "pyflink")
+# Engines that run only some workloads: Bytewax carrying whole Arrow batches has no windows.
+ONLY = {"bytewax-arrow": ("q1", "q2")}
 REFERENCE = "citystream-inline"
 GOAL = 5.0
 FULL = DataSpec(nexmark_events=10_000_000, detections=3_000_000)
@@ -165,6 +167,8 @@ def command(engine: str, workload: str, data: Path, out: Path, report: Path) -> 
     if engine.startswith("citystream"):
         executor = engine.split("-", 1)[1]
         return [sys.executable, "-m", "benchmarks.peers.runners.citystream_job", *common, "--executor", executor]
+    if engine == "bytewax-arrow":
+        return [str(peer_python("bytewax")), str(RUNNERS / "bytewax_job.py"), *common, "--arrow"]
     return [str(peer_python(engine)), str(RUNNERS / f"{engine}_job.py"), *common]
 
 
@@ -308,6 +312,10 @@ FEEDING = """\
   For the fusion job the source merges detections and readings in event-time order (a reading
   before a detection of the same millisecond) when it opens: Bytewax has no event-time alignment
   of two inputs. Results go to an Arrow IPC stream file (one batch per Bytewax output batch).
+- **bytewax-arrow** (q1 and q2 only): the same Bytewax source, but each item is a whole Arrow record
+  batch, transformed in `op.map` with pyarrow.compute and written as is: Bytewax as the vessel of
+  columnar code, the fastest way to run a stateless query on it. Its windows and joins work on
+  Python items, so the stateful workloads have no such variant.
 - **PyFlink** (Table API / SQL, local mini-cluster in streaming mode, parallelism 1): its pip package
   bundles the CSV and JSON formats but neither Parquet, ORC nor Arrow, so it reads **CSV copies** of
   the same data with the filesystem connector (times as epoch-ms BIGINT turned into a
@@ -412,7 +420,7 @@ def write_report(meta: dict[str, Any], results: dict[str, list[Run]]) -> str:
             if run.same is False
         ]
         lines += ["", *errors, *differing] if errors or differing else []
-        peers = {e: r for e, r in found.items() if e in PEERS}
+        peers = {e: r for e, r in found.items() if e.split("-")[0] in PEERS}
         if peers:
             for measure, label in (("total", "end to end"), ("run", "excluding start-up")):
                 values: dict[str, float] = {e: v for e, r in peers.items() if (v := r[measure]) is not None}
@@ -454,7 +462,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"unknown {name}(s) {unknown}; choose among {', '.join(allowed)}")
     load_start = os.getloadavg()
     for peer in PEERS:
-        if peer in engines:
+        if any(engine.split("-")[0] == peer for engine in engines):
             ensure_venv(peer)
     base = QUICK if args.quick else FULL
     spec = DataSpec(base.nexmark_events, base.detections, seed=args.seed)
@@ -468,6 +476,8 @@ def main(argv: list[str] | None = None) -> None:
     reference: dict[str, str | None] = {}
     for workload in workloads:
         for engine in engines:
+            if workload not in ONLY.get(engine, WORKLOADS):
+                continue
             run = run_one(engine, workload, files, scratch, args.timeout)
             results.setdefault(workload, []).append(run)
             print(

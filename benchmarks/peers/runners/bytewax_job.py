@@ -3,7 +3,8 @@
 Runs only in the Bytewax venv (benchmarks/peers/.venvs/bytewax): ``python bytewax_job.py
 --workload q1 --data DIR --out FILE --report FILE``. Input: the Arrow IPC files of the run, read
 batch by batch with pyarrow; each batch becomes a list of Python tuples (only the columns the
-workload uses) that the source hands to Bytewax as one batch. Output: an Arrow IPC stream file.
+workload uses) that the source hands to Bytewax as one batch; with ``--arrow`` (q1, q2) the items
+are the record batches themselves, transformed with pyarrow.compute. Output: an Arrow IPC stream file.
 Self-contained: it cannot import citystream (another venv).
 """
 
@@ -17,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import bytewax
 import bytewax.operators as op
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,15 +41,17 @@ def _columns(batch: pa.RecordBatch, names: list[str]) -> list[list[Any]]:
 class _FilePartition(StatefulSourcePartition[tuple[Any, ...], int]):
     """The batches of one Arrow IPC file, from batch ``index``, as lists of tuples."""
 
-    def __init__(self, path: str, columns: list[str], times_as_ms: bool, index: int) -> None:
+    def __init__(self, path: str, columns: list[str], times_as_ms: bool, index: int, whole: bool = False) -> None:
         self._reader = pa.ipc.open_file(pa.memory_map(path))
-        self._columns, self._times_as_ms, self._index = columns, times_as_ms, index
+        self._columns, self._times_as_ms, self._index, self._whole = columns, times_as_ms, index, whole
 
-    def next_batch(self) -> list[tuple[Any, ...]]:
+    def next_batch(self) -> list[Any]:
         if self._index >= self._reader.num_record_batches:
             raise StopIteration
         batch = self._reader.get_batch(self._index)
         self._index += 1
+        if self._whole:  # the Arrow record batch itself is the item
+            return [batch]
         if self._times_as_ms:
             batch = pa.record_batch(
                 [c.cast(pa.int64()) if pa.types.is_timestamp(c.type) else c for c in batch.columns], names=batch.schema.names
@@ -64,14 +66,14 @@ class ArrowFileInput(FixedPartitionedSource[tuple[Any, ...], int]):
     """One partition over an Arrow IPC file; timestamps as datetimes (for Bytewax's clocks) or
     as epoch-ms integers."""
 
-    def __init__(self, path: Path, columns: list[str], times_as_ms: bool) -> None:
-        self.path, self.columns, self.times_as_ms = str(path), columns, times_as_ms
+    def __init__(self, path: Path, columns: list[str], times_as_ms: bool, whole: bool = False) -> None:
+        self.path, self.columns, self.times_as_ms, self.whole = str(path), columns, times_as_ms, whole
 
     def list_parts(self) -> list[str]:
         return ["0"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FilePartition:
-        return _FilePartition(self.path, self.columns, self.times_as_ms, resume_state or 0)
+        return _FilePartition(self.path, self.columns, self.times_as_ms, resume_state or 0, self.whole)
 
 
 class _MergedPartition(StatefulSourcePartition[tuple[Any, ...], int]):
@@ -132,11 +134,18 @@ class _IpcPartition(StatelessSinkPartition[tuple[Any, ...]]):
         self._sink = sink
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
 
-    def write_batch(self, items: list[tuple[Any, ...]]) -> None:
+    def write_batch(self, items: list[Any]) -> None:
         if not items:
             return
         if self._sink.first_result is None:
             self._sink.first_result = time.time()
+        if isinstance(items[0], pa.RecordBatch):  # Arrow mode: the items are whole batches
+            if self._writer is None:
+                self._writer = pa.ipc.new_stream(self._sink.path, items[0].schema)
+            for item in items:
+                self._writer.write_batch(item)
+                self._sink.rows += item.num_rows
+            return
         columns = list(zip(*items, strict=True))
         batch = pa.record_batch(
             [pa.array(c, t) for c, t in zip(columns, self._sink.schema.types, strict=True)], schema=self._sink.schema
@@ -175,9 +184,28 @@ def _event_clock(ts_getter: Any) -> Any:
     return EventClock(ts_getter, wait_for_system_duration=timedelta(0), now_getter=lambda: EPOCH, to_system_utc=lambda _: None)
 
 
-def build(workload: str, data: Path, out: IpcOutput, batch_size: int, late: list[int]) -> Dataflow:
-    """The Bytewax dataflow of ``workload``."""
+def _arrow_q1(batch: pa.RecordBatch) -> pa.RecordBatch:
+    price = pc.multiply(batch.column("price"), EURO_RATE)
+    times = batch.column("dateTime").cast(pa.int64())
+    columns = [batch.column("auction"), batch.column("bidder"), price, times, batch.column("extra")]
+    return pa.record_batch(columns, names=["auction", "bidder", "price", "dateTime", "extra"])
+
+
+def _arrow_q2(batch: pa.RecordBatch) -> pa.RecordBatch:
+    kept = batch.filter(pc.equal(pc.modulo(batch.column("auction"), Q2_MODULUS), 0))
+    return pa.record_batch([kept.column("auction"), kept.column("price")], names=["auction", "price"])
+
+
+def build(workload: str, data: Path, out: IpcOutput, batch_size: int, late: list[int], arrow: bool = False) -> Dataflow:
+    """The Bytewax dataflow of ``workload``; with ``arrow`` (q1 and q2 only), the items are whole
+    Arrow record batches transformed with pyarrow.compute (Bytewax as the vessel of columnar code)."""
     flow = Dataflow(f"peers_{workload}")
+    if arrow:
+        if workload not in ("q1", "q2"):
+            raise ValueError("the Arrow mode has only the stateless workloads q1 and q2")
+        batches = op.input("bids", flow, ArrowFileInput(data / "bids.arrow", [], times_as_ms=False, whole=True))
+        op.output("out", op.map(workload, batches, _arrow_q1 if workload == "q1" else _arrow_q2), out)
+        return flow
     if workload in ("q1", "q2"):
         columns = ["auction", "bidder", "price", "dateTime", "extra"] if workload == "q1" else ["auction", "price"]
         bids = op.input("bids", flow, ArrowFileInput(data / "bids.arrow", columns, times_as_ms=True))
@@ -278,6 +306,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--report", type=Path, required=True)
+    parser.add_argument("--arrow", action="store_true", help="q1/q2 on whole Arrow batches (pyarrow.compute in map)")
     parser.add_argument(
         "--batch-size", type=int, default=10_000, help="items per input batch (fusion; the files' batches otherwise)"
     )
@@ -285,12 +314,12 @@ def main() -> None:
     imported = time.time()
     out = IpcOutput(args.out, SCHEMAS[args.workload])
     late = [0]
-    flow = build(args.workload, args.data, out, args.batch_size, late)
+    flow = build(args.workload, args.data, out, args.batch_size, late, arrow=args.arrow)
     job_start = time.time()
     run_main(flow)
     job_end = time.time()
     report = {
-        "engine": "bytewax",
+        "engine": "bytewax-arrow" if args.arrow else "bytewax",
         "workload": args.workload,
         "imported": imported,
         "job_start": job_start,
@@ -298,7 +327,7 @@ def main() -> None:
         "job_end": job_end,
         "rows_out": out.rows,
         "late_rows": late[0],
-        "version": getattr(bytewax, "__version__", None),
+        "version": metadata.version("bytewax"),
         "python": sys.version.split()[0],
     }
     args.report.write_text(json.dumps(report))
