@@ -15,6 +15,7 @@ import json
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
