@@ -30,8 +30,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from actors import synthetic
-from benchmarks.nexmark.generator import NexmarkConfig, nexmark_tables
 from engine import Collector, Dataflow, Sink, Stream, call, col
 from engine.sources import END_OF_INPUT, EndOfInput, Source
 from operators import Hopping, Tumbling, agg
@@ -88,6 +86,10 @@ class DataFiles:
 
 def input_tables(spec: DataSpec) -> dict[str, pa.Table]:
     """The bids, detections and weather readings of ``spec``, generated from its seed."""
+    # Imported here: the engines' jobs read the files and need neither generator.
+    from actors import synthetic
+    from benchmarks.nexmark.generator import NexmarkConfig, nexmark_tables
+
     bids = nexmark_tables(NexmarkConfig(events=spec.nexmark_events, seed=spec.seed))["bid"]
     start_ms = NexmarkConfig.base_time_ms
     detections = synthetic.detections(
