@@ -74,9 +74,35 @@ def main(argv: list[str] | None = None) -> int:
     console_cmd.add_argument("--ack-as", default=None, help="acknowledge every incident, as this officer")
     console_cmd.add_argument("--state", type=Path, default=None, help="file keeping the last sequence seen (resume across runs)")
     console_cmd.add_argument("--resume-after", type=int, default=None, help="start after this sequence number")
+    loadtest = commands.add_parser(
+        "loadtest", help="drive the city pipeline on Ray at a target rate (open loop) and measure latency, throughput, memory"
+    )
+    loadtest.add_argument("--rate", type=float, default=10_000.0, help="detections/s offered (default 10,000)")
+    loadtest.add_argument("--duration", type=float, default=30.0, help="seconds at that rate (default 30)")
+    loadtest.add_argument("--out", type=Path, default=Path("loadtest-results"), help="results folder (JSON, Markdown, PNG)")
+    loadtest.add_argument("--ramp", default="", help="rates to step through, comma-separated (e.g. 10000,100000,1000000)")
+    loadtest.add_argument("--step", type=float, default=10.0, help="seconds of each ramp step (default 10)")
+    loadtest.add_argument("--p99-bound", type=float, default=50.0, help="a ramp step passes with p99 under this many ms")
+    loadtest.add_argument("--districts", type=int, default=3)
+    loadtest.add_argument("--cameras", type=int, default=300)
+    loadtest.add_argument("--stations", type=int, default=6)
+    loadtest.add_argument("--gateways", type=int, default=1)
+    loadtest.add_argument("--consoles", type=int, default=2)
+    loadtest.add_argument("--camera-actors", type=int, default=2, help="camera source actors (default 2)")
+    loadtest.add_argument("--station-actors", type=int, default=1)
+    loadtest.add_argument("--intrusions", type=float, default=20.0, help="intrusions per second (each raises an incident)")
+    loadtest.add_argument("--linger-ms", type=float, default=1.0)
+    loadtest.add_argument("--credits", type=int, default=8)
+    loadtest.add_argument("--batch-rows", type=int, default=10_000)
+    loadtest.add_argument("--warmup", type=float, default=2.0, help="seconds left out of the 'after warm-up' figures")
+    loadtest.add_argument("--checkpoint-interval", type=float, default=0.0, help="seconds between checkpoints (default 0: none)")
+    loadtest.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
+    loadtest.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.command == "console":
         return _console(args)
+    if args.command == "loadtest":
+        return _loadtest(args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     console = Console()
 
@@ -169,6 +195,40 @@ def _console(args: argparse.Namespace) -> int:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
     return 0
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    from benchmarks.loadtest.harness import Options, run
+    from benchmarks.loadtest.workload import Scale
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console = Console()
+    try:
+        ramp = tuple(float(x) for x in args.ramp.split(",") if x.strip())
+    except ValueError:
+        console.print(f"[red]error:[/red] --ramp takes rates separated by commas, not {args.ramp!r}")
+        return 2
+    try:
+        scale = Scale(
+            districts=args.districts, cameras=args.cameras, stations=args.stations, gateways=args.gateways,
+            consoles=args.consoles, camera_tasks=args.camera_actors, station_tasks=args.station_actors,
+        )  # fmt: skip
+        options = Options(
+            rate=args.rate, duration_s=args.duration, out=args.out, ramp=ramp, step_s=args.step, p99_bound_ms=args.p99_bound,
+            scale=scale, intrusions_per_s=args.intrusions, linger_ms=args.linger_ms, credits=args.credits,
+            batch_rows=args.batch_rows, warmup_s=args.warmup, address=args.address,
+            checkpoint_interval_s=args.checkpoint_interval, progress=not args.no_progress,
+        )  # fmt: skip
+        report, paths = run(options, say=lambda text: console.print(text, highlight=False))
+    except CitystreamError as exc:
+        console.print(f"[red]load test failed:[/red] {exc}")
+        return 1
+    from benchmarks.loadtest.report import markdown
+
+    summary = markdown(report).split("Per second", 1)[0]
+    console.print(summary, highlight=False, markup=False)
+    console.print("results: " + ", ".join(str(p) for p in paths), highlight=False)
+    return 0 if report["delivery"]["every_console_has_all_it_is_entitled_to"] else 1
 
 
 def _run_on_ray(

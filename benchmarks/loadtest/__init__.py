@@ -1,0 +1,1 @@
+"""The load-testing harness: ``citystream loadtest`` (see harness.py)."""
