@@ -182,7 +182,10 @@ class LoadTest:
             else None
         )
         clock_name = f"{CLOCK_ACTOR}-{os.getpid()}-{time.time_ns()}"
-        with RayExecutor(o.address, channels=channels, checkpoints=checkpoints) as executor:
+        # A local instance: no dashboard, and the actors' logs stay in Ray's log files (the
+        # progress bar and the figures are the output).
+        local = {"include_dashboard": False, "log_to_driver": False} if o.address is None else {}
+        with RayExecutor(o.address, channels=channels, checkpoints=checkpoints, init_options=local) as executor:
             executor.connect()
             clock = StartClock.options(name=clock_name, namespace=CLOCK_NAMESPACE).remote()  # type: ignore[attr-defined]
             ray.get(clock.start_ms.remote())
@@ -339,7 +342,7 @@ class LoadTest:
                     judged += 1
                     if not verdict["passed"]:
                         return True
-                if t >= duration_s + 1.0:
+                if t >= duration_s + 1.5 and (not self.options.ramp or judged == len(step_ends)):
                     return False
 
     def _rate_at(self, t_s: float) -> float:
@@ -361,13 +364,17 @@ class LoadTest:
         for second, data in self.seconds.items():
             if begin + skip <= second < end:
                 latency.add(data.latency)
-        samples = [s for s in self.per_second if begin + 1 <= s["t_s"] <= end]
-        reached = sum(s["detections_per_s"] for s in samples) / len(samples) if samples else 0.0
-        backlog = max(
-            0, self.schedule.rows_due(end * 1000) - next((s["detections_in"] for s in self.per_second if s["t_s"] >= end), 0)
-        )
+        # The rate taken in over the step (from the camera actors' counters), and how far the
+        # cameras were behind their schedule at its end.
+        samples = [s for s in self.per_second if begin <= s["t_s"] <= end + 0.5]
+        if len(samples) >= 2 and samples[-1]["t_s"] > samples[0]["t_s"]:
+            first, last = samples[0], samples[-1]
+            reached = (last["detections_in"] - first["detections_in"]) / (last["t_s"] - first["t_s"])
+        else:
+            reached = 0.0
+        backlog = max(0, samples[-1]["due_so_far"] - samples[-1]["detections_in"]) if samples else 0
         f = figures(latency)
-        kept_up = reached >= 0.95 * rate and backlog <= rate * 0.5
+        kept_up = reached >= 0.9 * rate and backlog <= rate * 0.25
         passed = f["p99"] is not None and f["p99"] <= self.options.p99_bound_ms and kept_up
         return {
             "rate": rate,
