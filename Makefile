@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PACKAGES := engine operators actors protos cluster benchmarks
 
-.PHONY: install run test lint bench lock clean protos
+.PHONY: install run test lint bench loadtest lock clean protos
 
 # The virtual environment, with the locked dependencies (constraints.txt) and citystream itself.
 $(STAMP): pyproject.toml constraints.txt
@@ -32,6 +32,14 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.nexmark.run
 	$(PY) -m benchmarks.updating_aggregate
 	$(PY) -m benchmarks.checkpoints
+
+# The load tests of the city job on Ray (about 4 minutes): 10,000 and 1,000,000 detections/s,
+# and a ramp to the highest rate with p99 under 50 ms; results in benchmarks/results/loadtest/.
+LOADTEST := $(VENV)/bin/citystream loadtest --no-progress
+loadtest: $(STAMP)
+	$(LOADTEST) --rate 10000 --duration 30 --out benchmarks/results/loadtest/rate-10k
+	$(LOADTEST) --rate 1000000 --duration 30 --out benchmarks/results/loadtest/rate-1m
+	$(LOADTEST) --ramp 10000,30000,100000,200000,300000,500000,1000000 --step 10 --p99-bound 50 --out benchmarks/results/loadtest/ramp
 
 # The Python stubs of the gRPC contracts (committed; tests/protos/test_stubs.py fails if stale).
 PROTOS := $(wildcard protos/citystream/v1/*.proto)
