@@ -307,6 +307,9 @@ class LoadTest:
                 backpressure = sum(m.backpressure_s for m in metrics.values())
                 now_ms = int(time.time() * 1000)
                 lags = [m.watermark_lag_ms(now_ms) for name, m in metrics.items() if name.startswith("districts[")]
+                if t < 0.5:  # the schedule's start: the baseline of the first second
+                    last_rows, last_backpressure, last_t = rows, backpressure, t
+                    continue
                 second = int(t) - 1
                 in_second = self.seconds.get(second)
                 elapsed = max(t - last_t, 1e-6)
