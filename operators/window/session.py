@@ -120,7 +120,8 @@ class SessionWindow(Operator):
         self.next_sid = int(local[-1]) + 1
         rows = rows.append_column(_SID, pa.array(local)).append_column("__t", times)
         rows = rows.append_column("__emitted", pa.repeat(False, n)).append_column("__changed", pa.repeat(True, n))
-        fresh = self.aggregate.partial(rows, self.keys + [_SID], _EXTRA_PARTIAL)
+        # Sorted by key and time, each mini-session's rows are in time order already.
+        fresh = self.aggregate.partial(rows, self.keys + [_SID], _EXTRA_PARTIAL, time_ordered_groups=True)
         if self.sessions is None:
             self.sessions = fresh
             return
@@ -161,7 +162,8 @@ class SessionWindow(Operator):
         ids = sessions.main.column(_SID).filter(selected).combine_chunks()
         chosen = sessions.filter(lambda t: pc.is_in(t.column(_SID), value_set=ids))
         group = self.keys + [_SID]
-        result = self.aggregate.finalize([chosen], group).sort_by(_SID)
+        # One row per session (merged when they came): nothing to merge again.
+        result = self.aggregate.finalize([chosen], group, unique=True).sort_by(_SID)
         meta = chosen.main.sort_by(_SID)
         starts = time_values(meta.column("__start")).combine_chunks()
         ends = pc.add(time_values(meta.column("__last")), self.gap).combine_chunks()
