@@ -96,19 +96,24 @@ def _children_of() -> dict[int, list[int]]:
     return children
 
 
-def tree_rss(root: int) -> int:
-    """Resident bytes of ``root`` and all its descendants, read from /proc."""
+def tree_rss(root: int) -> tuple[int, int]:
+    """Resident bytes of ``root`` and all its descendants, read from /proc: all of them, and the
+    anonymous ones (resident less file-backed and shared pages: memory-mapped input files, the
+    libraries and Ray's shared-memory object store are not in the second figure)."""
     children = _children_of()
-    total, stack = 0, [root]
+    total = anonymous = 0
+    stack = [root]
     while stack:
         pid = stack.pop()
         try:
             with open(f"/proc/{pid}/statm") as statm:
-                total += int(statm.read().split()[1]) * PAGE
-        except OSError:
+                fields = statm.read().split()
+            total += int(fields[1]) * PAGE
+            anonymous += (int(fields[1]) - int(fields[2])) * PAGE
+        except (OSError, IndexError, ValueError):
             pass
         stack.extend(children.get(pid, []))
-    return total
+    return total, anonymous
 
 
 class TreeSampler(threading.Thread):
@@ -117,13 +122,14 @@ class TreeSampler(threading.Thread):
     def __init__(self, pid: int, interval: float = 0.05) -> None:
         super().__init__(daemon=True)
         self.pid, self.interval = pid, interval
-        self.peak = 0
+        self.peak = self.peak_anonymous = 0
         self.samples = 0
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.is_set():
-            self.peak = max(self.peak, tree_rss(self.pid))
+            total, anonymous = tree_rss(self.pid)
+            self.peak, self.peak_anonymous = max(self.peak, total), max(self.peak_anonymous, anonymous)
             self.samples += 1
             self._halt.wait(self.interval)
 
@@ -146,6 +152,7 @@ class Run:
     startup_s: float | None = None
     first_result_s: float | None = None  # job start to the first output row
     peak_rss_mb: float | None = None
+    peak_anonymous_mb: float | None = None  # without file-backed and shared pages
     rows: int | None = None
     digest: str | None = None
     late_rows: int | None = None
@@ -201,6 +208,7 @@ def run_one(engine: str, workload: str, files: DataFiles, scratch: Path, timeout
         finally:
             sampler.stop()
     result.peak_rss_mb = round(sampler.peak / 2**20, 1)
+    result.peak_anonymous_mb = round(sampler.peak_anonymous / 2**20, 1)
     if code != 0 or not report_path.exists():
         tail = log_path.read_text().strip().splitlines()[-3:]
         result.error = f"exit code {code}: " + " | ".join(tail)
@@ -379,7 +387,8 @@ def write_report(meta: dict[str, Any], results: dict[str, list[Run]]) -> str:
         "Columns: **events/s** = events read / (process start to the job's end); **excl. start-up** = events",
         "read / (the job's start to its end), without interpreter start, imports, JVM or Ray start-up and",
         "data-independent set-up; **first result** = job start to the first output row; **peak RSS** = the",
-        "whole process tree, sampled every 50 ms; **same** = the canonical output (row count and",
+        "whole process tree, sampled every 50 ms (in brackets: its anonymous memory, without file-backed",
+        "and shared pages such as the memory-mapped input files); **same** = the canonical output (row count and",
         "order-independent digest) equals citystream-inline's; **ratio** = citystream-inline's events/s",
         "over that engine's (end to end / excluding start-up).",
         "",
@@ -407,7 +416,7 @@ def write_report(meta: dict[str, Any], results: dict[str, list[Run]]) -> str:
                 _fmt_rate(run.rate_total),
                 _fmt_rate(run.rate_run),
                 _fmt(run.first_result_s, 3, " s"),
-                _fmt(run.peak_rss_mb, 0, " MB"),
+                f"{_fmt(run.peak_rss_mb, 0, ' MB')} ({_fmt(run.peak_anonymous_mb, 0)})",
                 "-" if run.rows is None else str(run.rows),
                 same,
                 ratio_text,
