@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     loadtest.add_argument("--camera-actors", type=int, default=2, help="camera source actors (default 2)")
     loadtest.add_argument("--station-actors", type=int, default=1)
     loadtest.add_argument("--intrusions", type=float, default=20.0, help="intrusions per second (each raises an incident)")
-    loadtest.add_argument("--linger-ms", type=float, default=1.0)
+    loadtest.add_argument("--linger-ms", type=float, default=5.0, help="longest wait of a frame that is not full (default 5)")
     loadtest.add_argument("--credits", type=int, default=8)
     loadtest.add_argument("--batch-rows", type=int, default=10_000)
     loadtest.add_argument("--warmup", type=float, default=2.0, help="seconds left out of the 'after warm-up' figures")

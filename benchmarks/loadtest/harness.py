@@ -77,7 +77,7 @@ class Options:
     scale: Scale = field(default_factory=Scale)
     intrusions_per_s: float = 20.0
     reading_interval_s: float = 1.0
-    linger_ms: float = 1.0
+    linger_ms: float = 5.0
     credits: int = 8
     batch_rows: int = 10_000
     max_batch_rows: int = 20_000
