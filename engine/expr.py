@@ -276,11 +276,19 @@ def failed_checks(
     refused (``refused``, ``reasons``) keep their reason. Returns (None, None) if no check
     was given and nothing was refused before.
     """
+    n = batch.num_rows
+    outcomes = []
     for reason, check in checks:
-        passed = as_array(check.evaluate(batch), batch.num_rows)
-        failed = pc.invert(pc.fill_null(passed, False))
+        passed = as_array(check.evaluate(batch), n)
+        outcomes.append((reason, passed if passed.null_count == 0 else pc.fill_null(passed, False)))
+    if refused is None and outcomes and all(isinstance(p, pa.BooleanArray) and p.false_count == 0 for _, p in outcomes):
+        # Every row passed every check (the common case): the masks need not be combined.
+        # Same values as below: nothing refused, and the reason left is the last check's.
+        return pa.repeat(False, n), pa.repeat(pa.scalar(outcomes[-1][0]), n)
+    for reason, passed in outcomes:
+        failed = pc.invert(passed)
         if refused is None or reasons is None:
-            refused, reasons = failed, pa.repeat(pa.scalar(reason), batch.num_rows)
+            refused, reasons = failed, pa.repeat(pa.scalar(reason), n)
         else:
             reasons = pc.if_else(refused, reasons, pa.scalar(reason))
             refused = pc.or_(refused, failed)

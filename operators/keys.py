@@ -28,6 +28,9 @@ def key_change(table: pa.Table, keys: list[str]) -> pa.Array:
     for key in keys:
         column = table.column(key).combine_chunks()
         after, before = column.slice(1), column.slice(0, n - 1)
+        if column.null_count == 0:  # the common case: one comparison, no null bookkeeping
+            changed = pc.or_(changed, pc.not_equal(after, before))
+            continue
         changed = pc.or_(
             changed,
             pc.or_(pc.fill_null(pc.not_equal(after, before), False), pc.not_equal(pc.is_null(after), pc.is_null(before))),

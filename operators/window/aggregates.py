@@ -262,14 +262,16 @@ class TwoPhaseAggregate:
         """The time partials of the ``first`` (or ``last``) aggregates: each is followed by its value."""
         return [self._partial_names[i - 1] for i, fn in enumerate(self._merge) if fn == kind]
 
-    def _as_merged(self, part: Partials, group: list[str]) -> Partials:
+    def _as_merged(self, part: Partials, group: list[str], by_group_next: bool = False) -> Partials:
         """What ``merge([part], group)`` gives for a part with one row per group (and one per
         group and value in its distinct tables): the same rows, in the order merge puts them
         (by the time partial when ``first``/``last`` are ordered, by group when both are),
-        without a group-by."""
+        without a group-by. ``by_group_next``: the caller sorts by group next (any order will do)."""
         main = part.main
         kinds = [kind for kind in ("first", "last") if self._time_partials(kind)]
-        if len(kinds) == 2 and group:
+        if by_group_next and group:
+            pass
+        elif len(kinds) == 2 and group:
             main = main.sort_by([(g, "ascending") for g in group])
         elif kinds:
             main = main.sort_by([(self._time_partials(kinds[0])[0], "ascending")])
@@ -284,7 +286,7 @@ class TwoPhaseAggregate:
         """
         if unique:
             whole = partials[0] if len(partials) == 1 else self._concat(partials)
-            merged = self._as_merged(whole, group)
+            merged = self._as_merged(whole, group, by_group_next=bool(self._distinct_columns))
         else:
             merged = self.merge(partials, group, distinct=False)
         main = merged.main

@@ -160,7 +160,10 @@ class SessionWindow(Operator):
 
     def _emit(self, sessions: Partials, selected: pa.Array, is_update: bool, out: Collector) -> None:
         ids = sessions.main.column(_SID).filter(selected).combine_chunks()
-        chosen = sessions.filter(lambda t: pc.is_in(t.column(_SID), value_set=ids))
+        # The main table has one row per session: its rows are the selected ones.
+        chosen = Partials(
+            sessions.main.filter(selected), [d.filter(pc.is_in(d.column(_SID), value_set=ids)) for d in sessions.distinct]
+        )
         group = self.keys + [_SID]
         # One row per session (merged when they came): nothing to merge again.
         result = self.aggregate.finalize([chosen], group, unique=True).sort_by(_SID)
