@@ -55,6 +55,10 @@ class _Rule:
     window: Operator
     to_incidents: Callable[[pa.RecordBatch], pa.Table | None]
     collector: Collector | None = None
+    # The predicate as (the shared subset it is within, what it adds on the subset's rows,
+    # None for nothing): person rules share one filter of the fused batch.
+    within: Expr | None = None
+    residual: Expr | None = None
 
 
 class DistrictFusion(Operator):
@@ -102,18 +106,31 @@ class DistrictFusion(Operator):
         timing = [agg("max", "ts", name="trigger_time"), agg("max", "ingest_time", name="ingest_time")]
         person = col("label") == lit("person")
 
-        def rule(kind: str, predicate: Expr, spec: object, keys: list[str], aggregates: list[Agg], to_incidents):
+        def rule(
+            kind: str,
+            predicate: Expr,
+            spec: object,
+            keys: list[str],
+            aggregates: list[Agg],
+            to_incidents,
+            within: Expr | None = None,
+            residual: Expr | None = None,
+        ):
             window = self._window(kind, spec, keys, [*aggregates, *timing, *context], schema)
-            return _Rule(kind, predicate, keys, window, to_incidents)
+            return _Rule(kind, predicate, keys, window, to_incidents, within=within, residual=residual)
+
+        intrusion = (col("zone_kind") == lit("restricted")) & (col("confidence") >= lit(r.intrusion_min_confidence))
 
         return [
             rule(
                 "intrusion",
-                person & (col("zone_kind") == lit("restricted")) & (col("confidence") >= lit(r.intrusion_min_confidence)),
+                person & intrusion,
                 Tumbling(timedelta(seconds=r.intrusion_window_s)),
                 ["district", "camera", "zone", "track_id"],
                 [agg("count", name="detections"), agg("max", "confidence")],
                 self._intrusions,
+                within=person,
+                residual=intrusion,
             ),
             rule(
                 "loitering",
@@ -127,6 +144,7 @@ class DistrictFusion(Operator):
                     agg("last", "zone_kind"),
                 ],
                 self._loiterers,
+                within=person,
             ),
             rule(
                 "crowd",
@@ -135,6 +153,7 @@ class DistrictFusion(Operator):
                 ["district", "camera"],
                 [agg("count_distinct", "track_id", name="persons"), agg("count", name="detections")],
                 self._crowds,
+                within=person,
             ),
             rule(
                 "fire",
@@ -204,11 +223,29 @@ class DistrictFusion(Operator):
         self.raised = dict(state["raised"])
 
     def _fused(self, batch: pa.RecordBatch) -> None:
+        # Rules within a shared subset (person) filter the batch once for all of them: a
+        # rule's rows are then the subset's rows its residual predicate keeps, in order, as
+        # its whole predicate would have kept them from the batch.
+        subsets: dict[int, pa.RecordBatch | None] = {}
         for rule in self.rules:
-            mask = rule.predicate.evaluate(batch)
-            if not pc.any(mask).as_py():
-                continue  # most rules match few rows: skip the filter and the window call
-            selected = batch.filter(mask)
+            source = batch
+            predicate: Expr | None = rule.predicate
+            if rule.within is not None:
+                key = id(rule.within)
+                if key not in subsets:
+                    mask = rule.within.evaluate(batch)
+                    subsets[key] = batch.filter(mask) if pc.any(mask).as_py() else None
+                subset = subsets[key]
+                if subset is None:
+                    continue
+                source, predicate = subset, rule.residual
+            if predicate is None:
+                selected = source
+            else:
+                mask = predicate.evaluate(source)
+                if not pc.any(mask).as_py():
+                    continue  # most rules match few rows: skip the filter and the window call
+                selected = source.filter(mask)
             if selected.num_rows:
                 assert rule.collector is not None
                 rule.window.process_batch(selected, 0, rule.collector)
