@@ -320,6 +320,6 @@ class TwoPhaseAggregate:
                 position += 2
             else:
                 position += 1
-            columns.append(value.cast(out_field.type))
+            columns.append(value if value.type == out_field.type else value.cast(out_field.type))
         names = group + [a.name for a in self.aggs]
         return pa.Table.from_arrays(columns, names=names)
