@@ -250,3 +250,51 @@ def test_many_batches_in_one_bin_are_compacted(executor):
         table, lambda s: s.window(Tumbling(1000), [agg("sum", "v"), agg("count"), agg("count_distinct", "v")]), batch_size=1
     )
     assert rows(out, ["window_start", "v_sum", "count", "v_count_distinct"]) == [(0, 190, 20, 20)]
+
+
+def test_windows_firing_together_give_the_rows_of_each_window_fired_alone():
+    # One watermark fires many windows at once (one finalize grouped by window and key);
+    # the same rows, in the same order, as one watermark per window end.
+    import numpy as np
+
+    from engine.operator import MAIN
+
+    rng = np.random.default_rng(3)
+    n = 3_000
+    schema = pa.schema([("ts", EVENT_TIME_TYPE), ("k", pa.string()), ("x", pa.float64()), ("label", pa.string())])
+    table = pa.table(
+        {
+            "ts": pa.array(rng.integers(0, 60_000, n), pa.int64()).cast(EVENT_TIME_TYPE),
+            "k": rng.choice(["a", "b", "c", None], n).tolist(),
+            "x": rng.normal(size=n),
+            "label": rng.choice(["fire", "smoke", None], n).tolist(),
+        },
+        schema=schema,
+    )
+    aggregates = [
+        agg("count"),
+        agg("sum", "x"),
+        agg("mean", "x"),
+        agg("count_distinct", "label"),
+        agg("first", "x"),
+        agg("last", "label"),
+        agg("max", "ts", name="latest"),
+    ]
+
+    def fire(watermarks, batches):
+        factory, _ = build_window("w", Tumbling(timedelta(seconds=5)), ["k"], aggregates, schema, "ts")
+        window, emitted = factory(), []
+        out = Collector({MAIN: emitted.append, "late": lambda b: None})
+        for batch in batches:
+            window.process_batch(batch, 0, out)
+        for watermark in watermarks:
+            window.on_watermark(watermark, out)
+        return pa.Table.from_batches(emitted).to_pylist()
+
+    batches = table.to_batches(max_chunksize=700)  # several partials per window
+    one_by_one = fire(range(4_999, 65_000, 5_000), batches)
+    assert len(one_by_one) > 12
+    assert fire([70_000], batches) == one_by_one
+    # One batch: one partial per window, merged without a group-by.
+    single = table.combine_chunks().to_batches()
+    assert fire([70_000], single) == fire(range(4_999, 65_000, 5_000), single)
