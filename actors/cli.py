@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     loadtest.add_argument("--station-actors", type=int, default=1)
     loadtest.add_argument("--intrusions", type=float, default=20.0, help="intrusions per second (each raises an incident)")
     loadtest.add_argument("--linger-ms", type=float, default=5.0, help="longest wait of a frame that is not full (default 5)")
+    loadtest.add_argument(
+        "--source-interval-ms", type=float, default=5.0, help="a source caught up with its schedule emits this often (default 5)"
+    )
     loadtest.add_argument("--credits", type=int, default=8)
     loadtest.add_argument("--batch-rows", type=int, default=10_000)
     loadtest.add_argument("--warmup", type=float, default=2.0, help="seconds left out of the 'after warm-up' figures")
@@ -216,7 +219,7 @@ def _loadtest(args: argparse.Namespace) -> int:
         options = Options(
             rate=args.rate, duration_s=args.duration, out=args.out, ramp=ramp, step_s=args.step, p99_bound_ms=args.p99_bound,
             scale=scale, intrusions_per_s=args.intrusions, linger_ms=args.linger_ms, credits=args.credits,
-            batch_rows=args.batch_rows, warmup_s=args.warmup, address=args.address,
+            batch_rows=args.batch_rows, warmup_s=args.warmup, address=args.address, source_interval_ms=args.source_interval_ms,
             checkpoint_interval_s=args.checkpoint_interval, progress=not args.no_progress,
         )  # fmt: skip
         report, paths = run(options, say=lambda text: console.print(text, highlight=False))

@@ -33,12 +33,14 @@ from actors.schemas import DETECTION, INCIDENT, TIME, WEATHER, WEATHER_CONTEXT
 from actors.topology import City
 from engine.expr import Expr, col, lit
 from engine.operator import LATE, MAIN, Collector, Operator
+from engine.timeutil import MAX_WATERMARK, MIN_WATERMARK
 from operators import Session, Tumbling, agg
 from operators.join.asof import AsofJoin
 from operators.window import build_window
 from operators.window.aggregates import Agg
 
 KST_OFFSET_MS = 9 * 3_600_000
+WATERMARK_STEP_MS = 100  # event time between two watermarks applied without a window ending
 WEATHER_PREFIX = "weather_"
 
 
@@ -88,6 +90,13 @@ class DistrictFusion(Operator):
         # Episode (incident id without its window) -> end of the window that last raised it.
         self.raised: dict[str, int] = {}
         self.repeat_after_ms = int(city.rules.repeat_after_s * 1000)
+        # Watermarks are applied at firing points only (see on_watermark): the ends of the
+        # tumbling windows, and at least every WATERMARK_STEP_MS of event time.
+        r = city.rules
+        self._tumbling_ms = sorted(
+            {round(s * 1000) for s in (r.intrusion_window_s, r.crowd_window_s, r.fire_window_s, r.road_window_s, r.dust_window_s)}
+        )
+        self._next_firing = MIN_WATERMARK
         self._out: Collector | None = None
         self._join_out = Collector({MAIN: self._fused, LATE: self._late})
         self._dust_out = Collector({MAIN: lambda b: self._emit(self._dust_incidents(b)), LATE: lambda b: None})
@@ -193,7 +202,16 @@ class DistrictFusion(Operator):
             self.dust.process_batch(batch, 0, self._dust_out)
 
     def on_watermark(self, watermark: int, out: Collector) -> int | None:
+        """Applied only once it reaches the next firing point: the end of a tumbling window
+        of a rule (or of the dust window), or ``WATERMARK_STEP_MS`` of event time after the
+        last one applied (sessions, the join's output). Until then the join keeps the
+        detections it holds and the windows get no rows, so that a district fed small frames
+        (a low rate, a short linger) does not run the join and every rule on each of them: no
+        window can fire in between, and a session closes at most that much event time later."""
         self._out = out
+        if watermark < self._next_firing:
+            return None
+        self._next_firing = self._firing_after(watermark)
         joined = self.join.on_watermark(watermark, self._join_out)
         forwarded: list[int | None] = [joined]
         for rule in self.rules:
@@ -203,6 +221,14 @@ class DistrictFusion(Operator):
         forwarded.append(self.dust.on_watermark(watermark, self._dust_out))
         values = [w for w in forwarded if w is not None]
         return min(values) if values else None
+
+    def _firing_after(self, watermark: int) -> int:
+        """The next watermark at which something may fire: a window [start, end) fires at
+        end - 1 (tumbling windows are aligned to the epoch)."""
+        if watermark >= MAX_WATERMARK:
+            return MAX_WATERMARK
+        ends = [((watermark + 1) // size + 1) * size - 1 for size in self._tumbling_ms if size > 0]
+        return min([watermark + WATERMARK_STEP_MS, *ends])
 
     def snapshot(self) -> dict[str, Any]:
         """``{"join": ..., "rules": {kind: ...}, "dust": ..., "raised": {episode: window end}}``:

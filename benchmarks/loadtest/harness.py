@@ -81,6 +81,7 @@ class Options:
     credits: int = 8
     batch_rows: int = 10_000
     max_batch_rows: int = 20_000
+    source_interval_ms: float = 5.0
     warmup_s: float = 2.0
     address: str | None = None
     checkpoint_interval_s: float = 0.0
@@ -189,8 +190,12 @@ class LoadTest:
             executor.connect()
             clock = StartClock.options(name=clock_name, namespace=CLOCK_NAMESPACE).remote()  # type: ignore[attr-defined]
             ray.get(clock.start_ms.remote())
-            cameras = ScheduledDetections(city, self.schedule, clock=clock_name, max_batch_rows=o.max_batch_rows)
-            stations = ScheduledReadings(city, self.schedule, interval_s=o.reading_interval_s, clock=clock_name)
+            cameras = ScheduledDetections(
+                city, self.schedule, clock=clock_name, max_batch_rows=o.max_batch_rows, every_ms=o.source_interval_ms
+            )
+            stations = ScheduledReadings(
+                city, self.schedule, interval_s=o.reading_interval_s, clock=clock_name, every_ms=o.source_interval_ms
+            )
             flow = city_flow(
                 city, cameras=cameras, stations=stations, mode="live", name="loadtest",
                 camera_tasks=o.scale.camera_tasks, station_tasks=o.scale.station_tasks,

@@ -252,10 +252,14 @@ class _Scheduled(Source):
 
     replayable = True
 
-    def __init__(self, schedule: Schedule, clock: str | int, max_batch_rows: int) -> None:
+    def __init__(self, schedule: Schedule, clock: str | int, max_batch_rows: int, every_ms: float) -> None:
         if max_batch_rows < 1:
             raise OptionError("max_batch_rows", max_batch_rows, "a whole number >= 1")
+        if not every_ms >= 0:
+            raise OptionError("every_ms", every_ms, "milliseconds >= 0")
         self.schedule = schedule
+        self.every_ms = every_ms
+        self._next_poll_ms = 0.0
         self.clock = clock
         self.max_batch_rows = max_batch_rows
         self._start_ms: int | None = None
@@ -282,6 +286,22 @@ class _Scheduled(Source):
                     raise CitystreamError(f"the load test's start clock (actor '{self.clock}') is gone: {exc}") from exc
             self._start_ms = ray.get(self._clock_handle.start_ms.remote())
         return self._start_ms
+
+    def _elapsed(self) -> tuple[int, float] | None:
+        """(start, ms since the start) if it is time to look at the schedule again: a source
+        caught up with it looks every ``every_ms`` (a camera sends what its last few
+        milliseconds saw, not a handful of rows each millisecond); one behind looks at once."""
+        start = self._started()
+        if start is None:
+            return None
+        now = time.time() * 1000
+        if now < self._next_poll_ms:
+            return None
+        self._next_poll_ms = now + self.every_ms
+        return start, now - start
+
+    def _behind(self) -> None:
+        self._next_poll_ms = 0.0
 
     def _mine(self, total_due: int) -> int:
         """Rows of this partition among the first ``total_due`` of the schedule (row i goes to
@@ -325,8 +345,9 @@ class ScheduledDetections(_Scheduled):
         clock: str | int = CLOCK_ACTOR,
         max_batch_rows: int = 20_000,
         end_after: bool = False,
+        every_ms: float = 5.0,
     ) -> None:
-        super().__init__(schedule, clock, max_batch_rows)
+        super().__init__(schedule, clock, max_batch_rows, every_ms)
         self.schema = DETECTION
         self.end_after = end_after
         self.cameras = pa.array([c.id for c in city.cameras], pa.string())
@@ -349,10 +370,10 @@ class ScheduledDetections(_Scheduled):
         self._intrusions = state["intrusions"]
 
     def poll(self) -> pa.RecordBatch | EndOfInput | None:
-        start = self._started()
-        if start is None:
+        paced = self._elapsed()
+        if paced is None:
             return None
-        elapsed = time.time() * 1000 - start
+        start, elapsed = paced
         schedule = self.schedule
         due = self._mine(schedule.rows_due(elapsed))
         intrusions_due = self._mine(schedule.intrusions_due(elapsed))
@@ -361,6 +382,8 @@ class ScheduledDetections(_Scheduled):
         caught_up = count == due - self._emitted
         if caught_up:
             self._caught_up_at(start, elapsed)
+        else:
+            self._behind()
         if count <= 0 and extra <= 0:
             if elapsed >= schedule.duration_ms and self.end_after:
                 return END_OF_INPUT
@@ -431,26 +454,29 @@ class ScheduledReadings(_Scheduled):
         interval_s: float = 1.0,
         clock: str | int = CLOCK_ACTOR,
         end_after: bool = False,
+        every_ms: float = 5.0,
     ) -> None:
         if not interval_s > 0:
             raise OptionError("interval_s", interval_s, "seconds > 0")
         stations = len(city.stations)
         per_s = stations / interval_s
-        super().__init__(Schedule(tuple((s, per_s) for s, _ in schedule.steps), 0.0), clock, 100_000)
+        super().__init__(Schedule(tuple((s, per_s) for s, _ in schedule.steps), 0.0), clock, 100_000, every_ms)
         self.schema = WEATHER
         self.end_after = end_after
         self.stations = pa.array([s.id for s in city.stations], pa.string())
         self.station_district = pa.array([s.district for s in city.stations], pa.string())
 
     def poll(self) -> pa.RecordBatch | EndOfInput | None:
-        start = self._started()
-        if start is None:
+        paced = self._elapsed()
+        if paced is None:
             return None
-        elapsed = time.time() * 1000 - start
+        start, elapsed = paced
         due = self._mine(self.schedule.rows_due(elapsed))
         count = min(due - self._emitted, self.max_batch_rows)
         if count == due - self._emitted:
             self._caught_up_at(start, elapsed)
+        else:
+            self._behind()
         if count <= 0:
             if elapsed >= self.schedule.duration_ms and self.end_after:
                 return END_OF_INPUT
