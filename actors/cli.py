@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     loadtest.add_argument("--stations", type=int, default=6)
     loadtest.add_argument("--gateways", type=int, default=1)
     loadtest.add_argument("--consoles", type=int, default=2)
-    loadtest.add_argument("--camera-actors", type=int, default=2, help="camera source actors (default 2)")
+    loadtest.add_argument("--camera-actors", type=int, default=1, help="camera source actors (default 1)")
     loadtest.add_argument("--station-actors", type=int, default=1)
     loadtest.add_argument("--intrusions", type=float, default=20.0, help="intrusions per second (each raises an incident)")
     loadtest.add_argument("--linger-ms", type=float, default=5.0, help="longest wait of a frame that is not full (default 5)")

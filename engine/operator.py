@@ -60,7 +60,9 @@ class Operator:
         """Event time reached ``watermark`` (ms) on every input: fire what is complete.
 
         Returns the watermark to forward downstream (it may hold back, never advance past
-        the input), or None to forward nothing this time.
+        the input), or None to forward nothing this time. Tasks whose operators are all
+        stateless (``stateless=True`` nodes: filters, projections, sinks) and that send
+        nowhere but to such tasks get no watermarks: nothing there waits for event time.
         """
         return watermark
 

@@ -95,6 +95,16 @@ class TaskMetrics:
 SnapshotListener: TypeAlias = Callable[[int, EncodedState], None]
 
 
+def needs_watermarks(plan: PhysicalPlan, vertex_id: int, seen: frozenset[int] = frozenset()) -> bool:
+    """False for a vertex whose operators are all stateless (filters, projections, sinks:
+    nothing of theirs waits for event time) and that sends only to such vertices."""
+    vertex = plan.vertices[vertex_id]
+    if not all(node.stateless for node in vertex.nodes):
+        return True
+    seen = seen | {vertex_id}
+    return any(edge.downstream not in seen and needs_watermarks(plan, edge.downstream, seen) for edge in vertex.outputs)
+
+
 class Task:
     """Runs the operator chain of ``vertex`` for one subtask.
 
@@ -121,6 +131,9 @@ class Task:
             operator.open(subtask, vertex.parallelism)
         self._operator_metrics = [self.metrics.operators.setdefault(node.name, OperatorMetrics()) for node in vertex.nodes]
         self.collectors = [self._collector(position) for position in range(len(self.operators))]
+        # Output edges that carry watermarks: not into a chain of stateless operators and sinks
+        # that sends nowhere (a collect sink of dead letters): there they would only cost frames.
+        self._watermark_edges = {i for i, edge in enumerate(vertex.outputs) if needs_watermarks(plan, edge.downstream)}
         # Resolved once: the label of each output edge and the channel index this task
         # writes to in each downstream task (looked up per message otherwise).
         self._labels = [f"{vertex.nodes[o.position].name}.{o.output}->{o.downstream}" for o in vertex.outputs]
@@ -240,7 +253,7 @@ class Task:
             if edge.position != position:
                 continue
             if isinstance(message, Watermark):
-                if self._sent_watermark.get(index, MIN_WATERMARK) >= message.value:
+                if index not in self._watermark_edges or self._sent_watermark.get(index, MIN_WATERMARK) >= message.value:
                     continue
                 self._sent_watermark[index] = message.value
             for target in self._targets(edge):

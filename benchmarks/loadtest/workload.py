@@ -58,7 +58,7 @@ class Scale:
     stations: int = 6
     gateways: int = 1
     consoles: int = 2
-    camera_tasks: int = 2
+    camera_tasks: int = 1
     station_tasks: int = 1
 
     def __post_init__(self) -> None:
