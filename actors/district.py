@@ -68,6 +68,9 @@ class DistrictFusion(Operator):
     2, 3, ... alternately more of each, such as pushed by devices). Output:
     incidents (schema ``INCIDENT``); ``late``: detections that came after their window."""
 
+    # Incidents go to the gateways as soon as a rule raises them, not after the other rules.
+    urgent_outputs = frozenset({MAIN})
+
     def __init__(self, city: City) -> None:
         self.city = city
         self.rules_config = city.rules

@@ -56,6 +56,10 @@ class Operator:
         """Handles one input batch; ``input_index`` tells which input (0 left, 1 right...)."""
         raise NotImplementedError
 
+    urgent_outputs: frozenset[str] = frozenset()
+    """Outputs whose batches leave the task at once, without waiting for the channel's linger
+    or for the rest of the frame being processed (few, latency-critical rows: alerts)."""
+
     def on_watermark(self, watermark: int, out: Collector) -> int | None:
         """Event time reached ``watermark`` (ms) on every input: fire what is complete.
 

@@ -131,6 +131,12 @@ class _Outbox:
         if was_empty and writer.pending and self.options.linger_ms > 0:
             self._wake.set()
 
+    def flush(self, vertex: int, subtask: int, channel: int) -> None:
+        """Sends the pending frame of one channel now (an urgent output's batch)."""
+        writer = self.writers.get((vertex, subtask, channel))
+        if writer is not None and writer.pending:
+            writer.flush()
+
     def _writer(self, peer: ActorHandle, channel: int, event_time: str | None) -> ChannelWriter[ray.ObjectRef]:
         def send(seq: int, batches: list[pa.RecordBatch], control: bytes) -> ray.ObjectRef:
             return peer.push.remote(channel, seq, time.time_ns(), batches, control)

@@ -51,6 +51,9 @@ class Transport(Protocol):
 
     def send(self, vertex: int, subtask: int, channel: int, message: Message) -> None: ...
 
+    # Optional: ``flush(vertex, subtask, channel)`` sends what waits for that channel at once
+    # (batches of an operator's ``urgent_outputs``); a transport without it delivers at once.
+
 
 @dataclass
 class OperatorMetrics:
@@ -137,6 +140,10 @@ class Task:
         # Resolved once: the label of each output edge and the channel index this task
         # writes to in each downstream task (looked up per message otherwise).
         self._labels = [f"{vertex.nodes[o.position].name}.{o.output}->{o.downstream}" for o in vertex.outputs]
+        # Edges of an operator's urgent outputs: their batches are sent at once (no linger).
+        self._urgent = {
+            i for i, o in enumerate(vertex.outputs) if o.output in getattr(self.operators[o.position], "urgent_outputs", ())
+        }
         self._channel_of: dict[tuple[int, int, int], int] = {}
         for edge in vertex.outputs:
             downstream = plan.vertices[edge.downstream]
@@ -225,23 +232,27 @@ class Task:
         label = self._labels[index]
         self.metrics.rows_out[label] = self.metrics.rows_out.get(label, 0) + batch.num_rows
         partitioning = edge.partitioning
+        urgent = index in self._urgent
         if isinstance(partitioning, Forward):
-            self._deliver(edge, self.subtask, batch)
+            self._deliver(edge, self.subtask, batch, urgent)
         elif isinstance(partitioning, Hash):
             for target, part in enumerate(partitioning.split(batch, parallelism)):
                 if part.num_rows:
-                    self._deliver(edge, target, part)
+                    self._deliver(edge, target, part, urgent)
         elif isinstance(partitioning, Broadcast):
             for target in range(parallelism):
-                self._deliver(edge, target, batch)
+                self._deliver(edge, target, batch, urgent)
         else:  # Rebalance
             target = self._round_robin.get(index, self.subtask) % parallelism
             self._round_robin[index] = target + 1
-            self._deliver(edge, target, batch)
+            self._deliver(edge, target, batch, urgent)
 
-    def _deliver(self, edge: VertexOutput, target: int, message: Message) -> None:
+    def _deliver(self, edge: VertexOutput, target: int, message: Message, urgent: bool = False) -> None:
         channel = self._channel_of[(edge.downstream, edge.downstream_input, target)]
         self.transport.send(edge.downstream, target, channel, message)
+        flush = getattr(self.transport, "flush", None) if urgent else None
+        if flush is not None:
+            flush(edge.downstream, target, channel)
 
     def _targets(self, edge: VertexOutput) -> range:
         if isinstance(edge.partitioning, Forward):
