@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -229,6 +230,7 @@ class LoadTest:
                 if fleet is not None and not fleet.closed:
                     fleet.close()
                 ray.kill(clock)
+                shutil.rmtree(work, ignore_errors=True)  # the run's incident logs (the results are in --out)
         return self._report(city, plans, fleet, result, settle, stopped_early, startup_s, stop_s, forced)
 
     def _describe(self) -> str:
