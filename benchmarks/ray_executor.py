@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
+from benchmarks.procinfo import object_store, proc_memory
 from engine import ChannelOptions, Dataflow, GeneratorSource, build_plan
 from engine.operator import Collector, Sink
 from engine.ray_executor import RayExecutor, RayJob
@@ -332,38 +333,6 @@ def percentiles(values: list[float] | np.ndarray) -> dict[str, float | int | Non
 def halved(p: dict[str, float | int | None]) -> dict[str, float | None]:
     """Per-hop figures from end-to-end ones over the chain's two hops."""
     return {k: None if (v := p[k]) is None else v / 2 for k in ("p50", "p99", "max")}
-
-
-def proc_memory(pid: int) -> dict[str, int] | None:
-    """VmRSS, RssAnon, RssFile and RssShmem of a process, in KiB (None if it is gone)."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    out = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
-            out[key] = int(value.split()[0])
-    return out
-
-
-def object_store() -> dict[str, Any]:
-    """Bytes and objects in this Ray instance's object store, from the raylet's store stats
-    (what ``ray memory --stats-only`` prints), plus the object_store_memory resource difference
-    (cluster - available), which Ray updates with a lag."""
-    from ray._private import internal_api, state
-
-    reply = internal_api.get_memory_info_reply(state.state, timeout_seconds=10.0)
-    stats = reply.store_stats
-    return {
-        "bytes_used": int(stats.object_store_bytes_used),
-        "objects": int(stats.num_local_objects),
-        "bytes_spilled_total": int(stats.spilled_bytes_total),
-        "resource_diff_bytes": int(
-            ray.cluster_resources().get("object_store_memory", 0) - ray.available_resources().get("object_store_memory", 0)
-        ),
-    }
 
 
 def three_stage_plan_check(flow: Dataflow) -> str:

@@ -141,9 +141,7 @@ class Task:
         # writes to in each downstream task (looked up per message otherwise).
         self._labels = [f"{vertex.nodes[o.position].name}.{o.output}->{o.downstream}" for o in vertex.outputs]
         # Edges of an operator's urgent outputs: their batches are sent at once (no linger).
-        self._urgent = {
-            i for i, o in enumerate(vertex.outputs) if o.output in getattr(self.operators[o.position], "urgent_outputs", ())
-        }
+        self._urgent = {i for i, o in enumerate(vertex.outputs) if o.output in self.operators[o.position].urgent_outputs}
         self._channel_of: dict[tuple[int, int, int], int] = {}
         for edge in vertex.outputs:
             downstream = plan.vertices[edge.downstream]

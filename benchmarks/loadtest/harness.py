@@ -41,6 +41,7 @@ from benchmarks.loadtest.workload import (
     consoles,
     load_city,
 )
+from benchmarks.procinfo import object_store, proc_memory
 from engine.errors import OptionError
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
@@ -121,16 +122,12 @@ def _process_memory() -> dict[str, dict[str, int]]:
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-            if not cmdline.startswith("ray::"):
-                continue
-            status = (entry / "status").read_text()
         except OSError:
             continue
-        name = cmdline.split()[0]
-        values = {
-            k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in status.splitlines()) if k in ("VmRSS", "RssAnon")
-        }
-        slot = out.setdefault(name, {"processes": 0, "rss_kib": 0, "anon_kib": 0})
+        values = proc_memory(int(entry.name)) if cmdline.startswith("ray::") else None
+        if values is None:
+            continue
+        slot = out.setdefault(cmdline.split()[0], {"processes": 0, "rss_kib": 0, "anon_kib": 0})
         slot["processes"] += 1
         slot["rss_kib"] += values.get("VmRSS", 0)
         slot["anon_kib"] += values.get("RssAnon", 0)
@@ -138,13 +135,11 @@ def _process_memory() -> dict[str, dict[str, int]]:
 
 
 def _object_store() -> dict[str, int]:
-    """Bytes and objects in the object store of this node (the raylet's store stats)."""
+    """The object store of this node (``benchmarks.procinfo.object_store``), or nothing if
+    the raylet did not answer: one missing sample is not worth failing the run for."""
     try:
-        from ray._private import internal_api, state
-
-        stats = internal_api.get_memory_info_reply(state.state, timeout_seconds=5.0).store_stats
-        return {"bytes_used": int(stats.object_store_bytes_used), "objects": int(stats.num_local_objects)}
-    except Exception:  # a figure missing from one sample is not worth failing the run for
+        return object_store()
+    except Exception:
         return {}
 
 
@@ -292,7 +287,7 @@ class LoadTest:
         # Backpressure counted from the schedule's start (the sources waited for it before).
         last_backpressure = sum(m.backpressure_s for m in job.metrics(timeout=10).values())
         last_t = 0.0
-        step_ends = [sum(s for s, _ in schedule.steps[: i + 1]) for i in range(len(schedule.steps))]
+        step_ends = [float(end) / 1000 for end in schedule.boundaries()[0][1:]]
         judged = 0
         progress = Progress(
             TextColumn("[bold]load test"), BarColumn(), TimeElapsedColumn(), TextColumn("{task.fields[figures]}"),
@@ -322,7 +317,7 @@ class LoadTest:
                 elapsed = max(t - last_t, 1e-6)
                 sample = {
                     "t_s": round(t, 3),
-                    "target_per_s": self._rate_at(t - elapsed / 2),
+                    "target_per_s": schedule.rate_at((t - elapsed / 2) * 1000),
                     "detections_per_s": round((rows - last_rows) / elapsed, 1),
                     "detections_in": rows,
                     "due_so_far": schedule.rows_due(t * 1000),
@@ -354,14 +349,6 @@ class LoadTest:
                         return True
                 if t >= duration_s + 1.5 and (not self.options.ramp or judged == len(step_ends)):
                     return False
-
-    def _rate_at(self, t_s: float) -> float:
-        start = 0.0
-        for seconds, rate in self.schedule.steps:
-            if t_s < start + seconds:
-                return rate
-            start += seconds
-        return 0.0
 
     def _judge(self, index: int, step_ends: list[float]) -> dict[str, Any]:
         """A ramp step passes if the incidents due in it (after the warm-up of the first one)
@@ -426,7 +413,7 @@ class LoadTest:
         consoles_report = []
         for plan in plans:
             got = [r[0] for r in records[plan.index]]
-            entitled = {i for i, row in final.items() if row["gateway"] == plan.gateway and row["district"] in plan.districts}
+            entitled = _entitled(final, plan)
             ended = fleet.ended.get(plan.index, {})
             consoles_report.append(
                 {
@@ -530,14 +517,15 @@ def _incidents(outputs: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _entitled(held: dict[str, dict[str, Any]], plan: ConsolePlan) -> set[str]:
+    """The incidents a console may see: its gateway's, of the districts its token allows."""
+    return {i for i, row in held.items() if row["gateway"] == plan.gateway and row["district"] in plan.districts}
+
+
 def _missing(
     held: dict[str, dict[str, Any]], plans: list[ConsolePlan], records: dict[int, list[tuple[Any, ...]]]
 ) -> dict[int, set[str]]:
-    out = {}
-    for plan in plans:
-        entitled = {i for i, row in held.items() if row["gateway"] == plan.gateway and row["district"] in plan.districts}
-        out[plan.index] = entitled - {r[0] for r in records[plan.index]}
-    return out
+    return {plan.index: _entitled(held, plan) - {r[0] for r in records[plan.index]} for plan in plans}
 
 
 def _jsonable(value: Any) -> Any:

@@ -42,6 +42,7 @@ ZONES = (
     {"name": "road", "kind": "road", "x0": 0.0, "y0": 0.6, "x1": 1.0, "y1": 1.0},
     {"name": "gate", "kind": "restricted", "x0": 0.0, "y0": 0.0, "x1": 0.2, "y1": 0.3},
 )
+_ZONE_BOUNDS = tuple(np.array([z[k] for z in ZONES], dtype=np.float64) for k in ("x0", "x1", "y0", "y1"))
 _BACKGROUND_LABELS = ("person", "vehicle", "bicycle")
 _LABEL_PATTERN = np.array([0] * 55 + [1] * 35 + [2] * 10, dtype=np.int64)  # 55 % persons
 
@@ -197,6 +198,13 @@ class Schedule:
             starts.append(starts[-1] + seconds * 1000)
             counts.append(counts[-1] + seconds * rate)
         return np.array(starts), np.array(counts), np.array(rates)
+
+    def rate_at(self, elapsed_ms: float) -> float:
+        """Detections/s scheduled at ``elapsed_ms`` after the start (0 after the end)."""
+        starts, _, rates = self.boundaries()
+        if not 0 <= elapsed_ms < starts[-1]:
+            return 0.0
+        return float(rates[int(np.searchsorted(starts, elapsed_ms, side="right")) - 1])
 
     def rows_due(self, elapsed_ms: float) -> int:
         """Rows of the whole schedule due at or before ``elapsed_ms`` after its start."""
@@ -415,10 +423,7 @@ class ScheduledDetections(_Scheduled):
         ts = (start + np.floor(np.concatenate([due_ms, k_due]))).astype(np.int64)[order]
         camera, label, zone, track = camera[order], label[order], zone[order], track[order]
         jitter = ((track * 2654435761) % 1000) / 1000.0
-        x0 = np.array([z["x0"] for z in ZONES])[zone]
-        x1 = np.array([z["x1"] for z in ZONES])[zone]
-        y0 = np.array([z["y0"] for z in ZONES])[zone]
-        y1 = np.array([z["y1"] for z in ZONES])[zone]
+        x0, x1, y0, y1 = (bounds[zone] for bounds in _ZONE_BOUNDS)
         n = len(ts)
         now = pa.array(np.full(n, int(time.time() * 1000), dtype=np.int64), pa.int64()).cast(TIME)
         cam = pa.array(camera)

@@ -37,6 +37,7 @@ def test_schedule_counts_and_due_times_agree():
         # Exactly the rows due at or before t are counted as due then.
         assert schedule.rows_due(t) == int(np.sum(due <= t))
     assert schedule.rows_due(10_000) == schedule.total_rows()  # nothing after the end
+    assert [schedule.rate_at(t) for t in (0.0, 1_499.0, 1_500.0, 2_999.0, 3_000.0)] == [3_000.0, 3_000.0, 10_000.0, 700.0, 0.0]
     assert schedule.total_intrusions() == 12
     assert schedule.intrusions_due(124.0) == 0 and schedule.intrusions_due(125.0) == 1  # k due at (k + 0.5) / rate
 
