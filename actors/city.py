@@ -93,6 +93,19 @@ def checkpoint_options(city: City, *, interval_s: float | None = None, restore: 
     )
 
 
+def source_districts(city: City) -> dict[str, list[int | None]]:
+    """For the simulated feeds of ``city_flow``: the district task (index of the district) each
+    camera task (one per camera group) and station task (one per station) feeds; None for a
+    camera group that spans districts."""
+    index = {d: i for i, d in enumerate(city.district_ids())}
+    cameras: list[int | None] = []
+    for group in city.camera_groups():
+        districts = {c.district for c in group}
+        cameras.append(index[districts.pop()] if len(districts) == 1 else None)
+    stations: list[int | None] = [index[s.district] for s in city.stations]
+    return {"cameras": cameras, "stations": stations}
+
+
 def city_flow(
     city: City,
     *,

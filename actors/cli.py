@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import signal
 import sys
 import time
 from collections import Counter
@@ -21,7 +22,7 @@ from engine import ChannelOptions, CitystreamError, InlineExecutor, JobResult, b
 from engine.checkpoint import CheckpointOptions
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="citystream", description="Real-time stream processing for city operations centers.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the city job (until Ctrl-C, or --duration)")
@@ -50,9 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--checkpoint-interval", type=float, default=None, help="seconds between checkpoints (default: the config's; 0: none)"
     )
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     explain = commands.add_parser("explain", help="print the physical plan of the city job, or of a SQL file")
     explain.add_argument("file", type=Path, nargs="?", default=None, help="a .sql file (default: the city job)")
     explain.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    explain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     sql = commands.add_parser("sql", help="run a SQL file against the city's streams (or data files), printing results")
     sql.add_argument("file", type=Path, help="the .sql file")
     sql.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="city topology (TOML) of the 'city' connector")
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     sql.add_argument(
         "--data", action="append", default=[], metavar="TABLE=FILE", help="read TABLE from FILE (csv, parquet, json, arrow)"
     )
+    sql.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     console_cmd = commands.add_parser("console", help="a dispatch console: print a gateway's incidents as they come")
     console_cmd.add_argument("--gateway", required=True, help="host:port of a police gateway")
     console_cmd.add_argument("--token", required=True, help="the console's bearer token")
@@ -101,7 +105,55 @@ def main(argv: list[str] | None = None) -> int:
     loadtest.add_argument("--checkpoint-interval", type=float, default=0.0, help="seconds between checkpoints (default 0: none)")
     loadtest.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
     loadtest.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _cluster_commands(commands)
+    return parser
+
+
+SET_HELP = "change a key of the config (repeatable): checkpoints.directory=s3://bucket/city, gateways.0.port=50061"
+CLUSTER_HELP = "the Ray cluster's dashboard (default: $RAY_ADDRESS, else http://127.0.0.1:8265)"
+
+
+def _cluster_commands(commands: Any) -> None:
+    submit = commands.add_parser(
+        "submit",
+        help="submit the city job (or a SQL file) to a Ray cluster through the Jobs API, then follow its logs",
+        usage="citystream submit [options] [-- run [RUN OPTIONS] | -- sql FILE [SQL OPTIONS]]",
+        description="Submits a citystream command as a Ray job (after --: `run ...`, the default, or `sql FILE "
+        "...`, checked here first): the code travels as the job's working directory, the dependencies through "
+        "its runtime environment; the config and the SQL file must be in the working directory.",
+    )
+    submit.add_argument("--address", default=None, help=CLUSTER_HELP)
+    submit.add_argument("--working-dir", type=Path, default=None, help="the code that travels (default: this checkout)")
+    submit.add_argument(
+        "--deps",
+        choices=["pip", "image"],
+        default="pip",
+        help="pip: the runtime environment installs the pinned dependencies on each node (default); "
+        "image: the nodes already have them",
+    )
+    submit.add_argument("--job-id", default=None, help="the submission id (default: one Ray picks)")
+    submit.add_argument("--no-wait", action="store_true", help="return once submitted, without following the logs")
+    status = commands.add_parser("status", help="the state of a job on a Ray cluster (or of every job)")
+    status.add_argument("job_id", nargs="?", default=None)
+    status.add_argument("--address", default=None, help=CLUSTER_HELP)
+    stop = commands.add_parser("stop", help="stop a job on a Ray cluster (a savepoint with checkpoints, else a drain)")
+    stop.add_argument("job_id")
+    stop.add_argument("--address", default=None, help=CLUSTER_HELP)
+    logs = commands.add_parser("logs", help="the logs of a job on a Ray cluster")
+    logs.add_argument("job_id")
+    logs.add_argument("--address", default=None, help=CLUSTER_HELP)
+    logs.add_argument("--follow", action="store_true", help="until the job ends")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["submit"]:
+        own, job = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+        return _submit(parser, parser.parse_args(own), job or ["run"])
     args = parser.parse_args(argv)
+    if args.command in ("status", "stop", "logs"):
+        return _job_command(args)
     if args.command == "console":
         return _console(args)
     if args.command == "loadtest":
@@ -112,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     from actors.city import checkpoint_options, city_flow
 
     try:
-        city = load_city(args.config)
+        city = load_city(args.config, getattr(args, "set", ()))
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
@@ -121,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "explain":
         print(build_plan(city_flow(city)).explain())
         return 0
+    if args.command == "run":
+        # Ctrl-C, and a stop by a supervisor (Ray's `job stop` sends SIGINT, others SIGTERM),
+        # end the job cleanly, even in a process started with SIGINT ignored (as a shell
+        # without job control starts background commands, and Ray its workers' children).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
     if args.mode == "live" and args.executor == "inline":
         console.print("[red]error:[/red] a live run needs the Ray executor (the inline one runs to the end of its sources)")
         return 2
@@ -139,7 +197,140 @@ def main(argv: list[str] | None = None) -> int:
     except CitystreamError as exc:
         console.print(f"[red]job failed:[/red] {exc}")
         return 1
+    except KeyboardInterrupt:
+        console.print("interrupted before the job had started; its actors are stopped")
+        return 130
     print_summary(console, city, result, time.monotonic() - started, args.executor)
+    return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _submit(parser: argparse.ArgumentParser, args: argparse.Namespace, job: list[str]) -> int:
+    """``citystream submit [options] -- run ...``: the command after ``--`` is checked here (its
+    options, the config with its overrides), then submitted as a Ray job."""
+    import shlex
+
+    from cluster import jobs
+
+    console = Console()
+    if job[0] not in ("run", "sql"):
+        parser.error(f"submit runs `run ...` or `sql FILE ...` on the cluster (after --), not {job[0]!r}")
+    job_args = parser.parse_args(job)
+    if job_args.address:
+        parser.error("--address of `run` or `sql`: on the cluster the job connects to its own Ray (give submit --address)")
+    if job_args.executor == "inline":
+        parser.error("a job on a cluster runs on the Ray executor, not --executor inline")
+    working_dir = (args.working_dir or jobs.PROJECT).resolve()
+    try:
+        if not (working_dir / "actors" / "cli.py").exists():
+            raise jobs.JobsError(f"the working directory {working_dir} has no citystream code (actors/cli.py)")
+        city = load_city(job_args.config, job_args.set)  # wrong keys fail here, not on the cluster
+        entrypoint = ["python", "-m", "actors.cli", *_job_command_line(job, job_args, working_dir)]
+        env = jobs.runtime_env(working_dir, pip=args.deps == "pip")
+        for warning in _cluster_warnings(city, job_args):
+            console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        submission = jobs.submit(args.address, entrypoint, env, submission_id=args.job_id, metadata={"citystream": job[0]})
+    except (ConfigError, jobs.JobsError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2 if isinstance(exc, ConfigError) else 1
+    where = jobs.address_of(args.address)
+    console.print(f"job [bold]{submission}[/bold] submitted to {where}: {shlex.join(entrypoint)}", highlight=False)
+    console.print(
+        f"  citystream status {submission} | citystream logs {submission} --follow | citystream stop {submission}"
+        + (f"  (with --address {args.address})" if args.address else ""),
+        highlight=False,
+    )
+    if args.no_wait:
+        return 0
+    try:
+        final = jobs.follow(args.address, submission, lambda text: print(text, end="", flush=True))
+    except KeyboardInterrupt:
+        console.print(f"\nno longer following; the job goes on (citystream stop {submission})", highlight=False)
+        return 130
+    except jobs.JobsError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 1
+    console.print(f"job {submission}: {final.status}" + (f" ({final.message})" if final.message else ""), highlight=False)
+    return 0 if final.status in ("SUCCEEDED", "STOPPED") else 1
+
+
+def _job_command_line(job: list[str], job_args: argparse.Namespace, working_dir: Path) -> list[str]:
+    """The command the job runs, its files (config, SQL file, --data files) as paths in the
+    working directory (where the job runs); a file outside it is an error."""
+    from cluster import jobs
+
+    out = [job[0]]
+    if job[0] == "sql":
+        out.append(jobs.in_working_dir(job_args.file, working_dir, "SQL file"))
+    tokens = iter(job[1:])
+    for token in tokens:
+        option, eq, value = token.partition("=")
+        if option in ("--config", "--data") and token.startswith("--"):
+            value = value if eq else next(tokens)
+            if option == "--data":
+                table, _, path = value.partition("=")
+                out += ["--data", f"{table}={jobs.in_working_dir(Path(path), working_dir, f'data file of {table}')}"]
+            continue
+        if job[0] == "sql" and not token.startswith("-") and Path(token) == job_args.file:
+            continue
+        out.append(token)
+    out += ["--config", jobs.in_working_dir(job_args.config, working_dir, "config")]
+    if job[0] == "run":
+        out.append("--no-view")
+    return out
+
+
+def _cluster_warnings(city: City, job_args: argparse.Namespace) -> list[str]:
+    warnings = []
+    if city.dispatch.host in ("127.0.0.1", "localhost", "::1"):
+        warnings.append(
+            f"the gateways listen on {city.dispatch.host}: consoles on other machines cannot reach them "
+            "(--set dispatch.host=0.0.0.0)"
+        )
+    interval = getattr(job_args, "checkpoint_interval", None)
+    interval = city.checkpoints.interval_s if interval is None else interval
+    if job_args.command == "run" and interval > 0 and "://" not in city.checkpoints.directory:
+        warnings.append(
+            f"checkpoints go to {city.checkpoints.directory} on each node's own disk: after a lost node the job "
+            "cannot restore (--set checkpoints.directory=s3://bucket/prefix)"
+        )
+    return warnings
+
+
+def _job_command(args: argparse.Namespace) -> int:
+    """``citystream status|stop|logs``: a job on a Ray cluster, through the Jobs API."""
+    from cluster import jobs
+
+    console = Console()
+    try:
+        if args.command == "logs":
+            if args.follow:
+                final = jobs.follow(args.address, args.job_id, lambda text: print(text, end="", flush=True))
+                console.print(f"job {args.job_id}: {final.status}", highlight=False)
+            else:
+                print(jobs.logs(args.address, args.job_id), end="")
+            return 0
+        if args.command == "stop":
+            console.print(f"stopping job {args.job_id} (a savepoint with checkpoints, else a drain) ...", highlight=False)
+            final = jobs.stop(args.address, args.job_id)
+            console.print(f"job {args.job_id}: {final.status}" + (f" ({final.message})" if final.message else ""))
+            return 0
+        found = [jobs.info(args.address, args.job_id)] if args.job_id else jobs.jobs(args.address)
+    except jobs.JobsError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 1
+    if not found:
+        console.print(f"no jobs at {jobs.address_of(args.address)}", highlight=False)
+    stamp = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+    for job in found:
+        console.print(
+            f"{job.submission_id:<28} {job.status:<10} started {stamp(job.start_time)}  ended {stamp(job.end_time)}",
+            highlight=False,
+        )
+        console.print(f"  {job.entrypoint}" + (f"\n  {job.message}" if job.message else ""), highlight=False, markup=False)
     return 0
 
 
@@ -238,14 +429,19 @@ def _run_on_ray(
     flow: Any, city: City, args: argparse.Namespace, console: Console, checkpoints: CheckpointOptions | None
 ) -> JobResult:
     from actors.live import LiveView
+    from cluster.placement import decide, live_nodes
     from engine import RayExecutor
 
     channels = ChannelOptions(credits=args.credits, batch_rows=args.batch_rows, linger_ms=args.linger_ms)
     with RayExecutor(args.address, channels=channels, checkpoints=checkpoints) as executor:
+        nodes = live_nodes()
+        decision = decide(placement_policy(city), nodes)
+        executor.colocation, executor.placement = decision.colocation, decision.placement
         for stale in Path(city.dispatch.log_dir).glob("*.address"):  # from an earlier run
             stale.unlink()
         job = executor.submit(flow)
         console.print(f"job [bold]{flow.name}[/bold]: {len(job.tasks)} actors in Ray namespace {job.namespace}")
+        _print_placement(console, city, decision.notes, job.tasks, {n.node_id: n.address for n in nodes})
         _print_endpoints(console, city)
         view = LiveView(city)
         started = time.monotonic()
@@ -269,6 +465,38 @@ def _run_on_ray(
             except BaseException:
                 job.cancel()
                 raise
+
+
+def placement_policy(city: City) -> Any:
+    """The city's ``[placement]`` as a ``cluster.placement.PlacementPolicy``: the district
+    actors spread, the simulated cameras and stations next to their district, the gateways on
+    the nodes labelled for them."""
+    from actors.city import source_districts
+    from cluster.placement import PlacementPolicy
+
+    config = city.placement
+    return PlacementPolicy(
+        spread=None if config.districts == "none" else "districts",
+        strategy="spread" if config.districts == "none" else config.districts,
+        bundle_cpus=config.district_cpus,
+        near=source_districts(city) if config.sources_near_district else {},
+        labels={"gateways": config.gateway_resource} if config.gateway_resource else {},
+        labels_required=config.gateway_nodes == "required",
+    )
+
+
+def _print_placement(
+    console: Console, city: City, notes: list[str], tasks: dict[str, dict[str, Any]], addresses: dict[str, str]
+) -> None:
+    """What the placement decided and, with more than one node, which tasks run on which."""
+    for note in notes:
+        console.print(f"  placement: {note}", highlight=False)
+    by_node: dict[str, list[str]] = {}
+    for name, info in tasks.items():
+        by_node.setdefault(info["node"], []).append(name)
+    if len(by_node) > 1:
+        for node, names in sorted(by_node.items()):
+            console.print(f"  node {addresses.get(node, '?')} ({node[:12]}): {', '.join(names)}", highlight=False)
 
 
 def _stop(job: Any, console: Console, savepoint: bool, timeout: float) -> JobResult:

@@ -169,6 +169,31 @@ class Checkpoints:
     max_restarts: int = 3
 
 
+PLACEMENT_STRATEGIES = ("spread", "strict_spread", "pack", "strict_pack", "none")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the city's actors run on a Ray cluster (``cluster/placement.py``).
+
+    ``districts``: how the district actors are placed, each in a placement-group bundle of
+    ``district_cpus`` CPUs: ``spread`` over the nodes (on a cluster of one node: as Ray
+    pleases), ``strict_spread`` (a node each), ``pack``, ``strict_pack``, or ``none`` (no
+    bundles: Ray's default placement). ``sources_near_district``: each camera-group and
+    station actor runs in its district's bundle (its rows reach the district without leaving
+    the node). ``gateway_resource``: the custom resource of the nodes labelled for the police
+    gateways (``ray start --resources='{"gateway": 1}'``; "": any node); ``gateway_nodes``:
+    ``required`` (the gateways wait for labelled nodes) or ``preferred`` (any node when none
+    is labelled).
+    """
+
+    districts: str = "spread"
+    district_cpus: float = 1.0
+    sources_near_district: bool = True
+    gateway_resource: str = "gateway"
+    gateway_nodes: str = "preferred"
+
+
 @dataclass(frozen=True)
 class City:
     name: str
@@ -181,6 +206,7 @@ class City:
     simulation: Simulation = Simulation()
     dispatch: Dispatch = Dispatch()
     checkpoints: Checkpoints = Checkpoints()
+    placement: Placement = Placement()
 
     def district_ids(self) -> list[str]:
         return [d.id for d in self.districts]
@@ -200,8 +226,9 @@ class City:
         raise ConfigError("routes", f"no route for district '{district}' and kind '{kind}'")
 
 
-def load_city(path: str | Path = DEFAULT_CONFIG) -> City:
-    """Reads and checks a topology file."""
+def load_city(path: str | Path = DEFAULT_CONFIG, overrides: typing.Sequence[str] = ()) -> City:
+    """Reads and checks a topology file; ``overrides`` (``KEY=VALUE``, see ``apply_override``)
+    change it before it is checked."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -209,7 +236,44 @@ def load_city(path: str | Path = DEFAULT_CONFIG) -> City:
         raise ConfigError(str(path), "no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+    for override in overrides:
+        apply_override(raw, override)
     return with_paths_resolved(city_from_dict(raw), path.parent)
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Sets one key of a raw config: ``KEY=VALUE``, the key dotted (``checkpoints.directory``,
+    ``gateways.0.port``: a number picks an item of a list), the value a TOML value (``1.5``,
+    ``true``, ``["a", "b"]``) or else taken as a string (``s3://bucket/prefix``). A table
+    missing on the way is created; the result is checked like the file."""
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(override, "an override is KEY=VALUE, such as checkpoints.interval_s=5")
+    try:
+        value = tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    node: Any = raw
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        here = ".".join(parts[: depth + 1])
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(here, f"no item {part!r} in a list of {len(node)}")
+            index = int(part)
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise ConfigError(here, f"'{'.'.join(parts[:depth])}' is a value, not a table or a list")
 
 
 def city_from_dict(raw: dict[str, Any]) -> City:
@@ -355,6 +419,15 @@ def _check_references(city: City) -> None:
         raise ConfigError("dispatch.tls_cert", "TLS needs tls_cert and tls_key (or insecure = true, for local runs only)")
     if dispatch.subscriber_queue < 1:
         raise ConfigError("dispatch.subscriber_queue", "must be >= 1")
+    placement = city.placement
+    if placement.districts not in PLACEMENT_STRATEGIES:
+        raise ConfigError("placement.districts", f"'{placement.districts}' is not one of {list(PLACEMENT_STRATEGIES)}")
+    if placement.districts != "none" and not placement.district_cpus > 0:
+        raise ConfigError("placement.district_cpus", "must be above 0 (the district's bundle reserves it), or districts = 'none'")
+    if placement.gateway_nodes not in ("required", "preferred"):
+        raise ConfigError("placement.gateway_nodes", f"'{placement.gateway_nodes}' is not 'required' or 'preferred'")
+    if placement.gateway_nodes == "required" and not placement.gateway_resource:
+        raise ConfigError("placement.gateway_nodes", "'required' needs a gateway_resource to look for")
     for i, token in enumerate(dispatch.tokens):
         if len(token.token_sha256) != 64 or any(c not in "0123456789abcdef" for c in token.token_sha256):
             raise ConfigError(f"dispatch.tokens[{i}].token_sha256", "must be 64 lowercase hex digits (sha256 of the token)")

@@ -17,7 +17,7 @@ from engine.plan import PhysicalPlan, build_plan
 from engine.sources import GeneratorSource, Source, TableSource
 
 if TYPE_CHECKING:
-    from engine.ray_executor import ActorOptions, RayExecutor, RayJob
+    from engine.ray_executor import ActorOptions, Colocation, RayExecutor, RayJob
 
 __all__ = [
     "Dataflow",
@@ -27,6 +27,7 @@ __all__ = [
     "RayExecutor",
     "RayJob",
     "ActorOptions",
+    "Colocation",
     "Executor",
     "JobResult",
     "col",
@@ -50,7 +51,7 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     # The Ray executor imports Ray; load it only when it is asked for.
-    if name in ("RayExecutor", "RayJob", "ActorOptions"):
+    if name in ("RayExecutor", "RayJob", "ActorOptions", "Colocation"):
         from engine import ray_executor
 
         return getattr(ray_executor, name)

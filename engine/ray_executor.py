@@ -19,7 +19,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -27,7 +27,8 @@ import pyarrow as pa
 import ray
 import ray.util.metrics as ray_metrics
 from ray.actor import ActorHandle
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 from engine.channels import ChannelOptions, ChannelWriter, ReorderBuffer, decode_frame
 from engine.checkpoint import (
@@ -94,6 +95,73 @@ class ActorOptions:
         if self.resources:
             options["resources"] = dict(self.resources)
         return options
+
+
+GROUP_STRATEGIES = ("SPREAD", "STRICT_SPREAD", "PACK", "STRICT_PACK")
+
+
+@dataclass(frozen=True)
+class Colocation:
+    """Tasks placed together: the job gets a Ray placement group of one bundle per task of the
+    operator ``anchor``, placed across the nodes with ``strategy``; task i of the anchor runs in
+    bundle i, and each task of an operator in ``near`` in the bundle of the anchor task it is
+    mapped to (so the city's camera actors run on the node of their district's actor).
+
+    The bundles reserve ``bundle`` for as long as the job runs (and through its recoveries: Ray
+    places the bundles of a lost node again elsewhere). A task in a bundle reserves nothing of
+    its own unless its ``ActorOptions`` say so (its ``num_cpus`` then comes out of the bundle).
+
+    Args:
+        anchor: the name of the operator whose tasks get a bundle each.
+        strategy: how Ray places the bundles: ``"SPREAD"`` (over as many nodes as it can),
+            ``"STRICT_SPREAD"`` (each on a node of its own: fails with fewer nodes than
+            bundles), ``"PACK"`` (as few nodes as it can), ``"STRICT_PACK"`` (one node).
+        bundle: resources of each bundle, at least one of them above 0 (``{"CPU": 1}``).
+        near: operator name -> for each of its tasks, the anchor task to run next to (None:
+            anywhere).
+    """
+
+    anchor: str
+    strategy: Literal["SPREAD", "STRICT_SPREAD", "PACK", "STRICT_PACK"] = "SPREAD"
+    bundle: Mapping[str, float] = field(default_factory=lambda: {"CPU": 1.0})
+    near: Mapping[str, Sequence[int | None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in GROUP_STRATEGIES:
+            raise OptionError("strategy", self.strategy, " or ".join(repr(s) for s in GROUP_STRATEGIES))
+        if not self.bundle or any(not isinstance(v, int | float) or v < 0 for v in self.bundle.values()):
+            raise OptionError("bundle", dict(self.bundle), "resources with quantities >= 0")
+        if not any(v > 0 for v in self.bundle.values()):
+            raise OptionError("bundle", dict(self.bundle), "at least one resource above 0 (Ray places no empty bundle)")
+
+    def bundles_of(self, plan: PhysicalPlan) -> dict[tuple[int, int], int]:
+        """(vertex id, subtask) -> bundle index of every task placed in the group; raises if
+        an operator named here is not in the plan or its mapping does not fit it."""
+        vertices = {node.name: vertex for vertex in plan.vertices for node in vertex.nodes}
+        if self.anchor not in vertices:
+            raise CitystreamError(f"colocation: no operator '{self.anchor}' in job '{plan.job}'; it has {sorted(vertices)}")
+        anchor = vertices[self.anchor]
+        placed = {(anchor.id, i): i for i in range(anchor.parallelism)}
+        for name, targets in self.near.items():
+            vertex = vertices.get(name)
+            if vertex is None:
+                raise CitystreamError(f"colocation: no operator '{name}' in job '{plan.job}'; it has {sorted(vertices)}")
+            if vertex.id == anchor.id:
+                raise CitystreamError(f"colocation: '{name}' runs in the tasks of the anchor '{self.anchor}' already")
+            if len(targets) != vertex.parallelism:
+                raise CitystreamError(
+                    f"colocation: '{name}' has {vertex.parallelism} tasks but {len(targets)} places were given for them"
+                )
+            for subtask, target in enumerate(targets):
+                if target is None:
+                    continue
+                if not isinstance(target, int) or not 0 <= target < anchor.parallelism:
+                    raise CitystreamError(
+                        f"colocation: task {subtask} of '{name}' is to run next to task {target!r} of "
+                        f"'{self.anchor}', which has tasks 0 to {anchor.parallelism - 1}"
+                    )
+                placed[(vertex.id, subtask)] = target
+        return placed
 
 
 @dataclass
@@ -299,7 +367,7 @@ class TaskActor:
         if not self._done.is_set():
             threading.Thread(target=self._tick_loop, name=f"ticker {self._name}", daemon=True).start()
         context = ray.get_runtime_context()
-        return {"pid": os.getpid(), "node": context.get_node_id()}
+        return {"pid": os.getpid(), "node": context.get_node_id(), "placement_group": context.get_placement_group_id()}
 
     # ---- data -----------------------------------------------------------------------------
 
@@ -509,6 +577,7 @@ class _Member:
     actor_name: str = ""
     pid: int = 0
     node: str = ""
+    group: str | None = None  # the placement group's id, for a task in a bundle
 
 
 @dataclass(frozen=True)
@@ -521,6 +590,8 @@ class _JobSpec:
     actor_options: dict[int, dict[str, Any]]  # vertex id -> Ray actor options
     start_timeout_s: float
     checkpoints: CheckpointOptions | None
+    colocation: Colocation | None = None
+    bundles: dict[tuple[int, int], int] = field(default_factory=dict)  # (vertex id, subtask) -> bundle
 
 
 @dataclass
@@ -570,6 +641,7 @@ class JobCoordinator:
         self.recoveries: list[RecoveryRecord] = []
         self._checkpoints: CheckpointCoordinator | None = None
         self._storage: CheckpointStorage | None = None
+        self._group: PlacementGroup | None = None
         if spec.checkpoints is not None:
             self._storage = CheckpointStorage(spec.checkpoints.directory, self.plan.job)
             self._checkpoints = CheckpointCoordinator(self._storage, self.plan, spec.checkpoints)
@@ -588,9 +660,56 @@ class JobCoordinator:
             if restore is None:
                 raise restore_error(self.plan.job, self.spec.checkpoints.directory)
             logger.info("job %s: restoring from checkpoint %d", self.plan.job, restore.checkpoint_id)
-        self._launch(restore)
+        self._group = self._place_group()
+        try:
+            self._launch(restore)
+        except BaseException:
+            self._remove_group()
+            raise
         threading.Thread(target=self._watch, name=f"coordinator {self.plan.job}", daemon=True).start()
         return self._placement()
+
+    def _place_group(self) -> PlacementGroup | None:
+        """The job's placement group (``Colocation``), once Ray has placed every bundle."""
+        spec = self.spec
+        colocation = spec.colocation
+        if colocation is None:
+            return None
+        count = 1 + max(spec.bundles.values())  # the anchor's tasks: bundles 0 .. n-1
+        group = placement_group(
+            [dict(colocation.bundle) for _ in range(count)], strategy=colocation.strategy, name=f"{spec.namespace}.tasks"
+        )
+        try:
+            ray.get(group.ready(), timeout=spec.start_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            remove_placement_group(group)
+            nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+            raise CitystreamError(
+                f"job '{self.plan.job}': Ray could not place the {count} bundles of {dict(colocation.bundle)} for the "
+                f"tasks of '{colocation.anchor}' (strategy {colocation.strategy}) within {spec.start_timeout_s} s; "
+                f"the cluster's nodes have {nodes}"
+                + ("; STRICT_SPREAD needs a node for each bundle" if colocation.strategy == "STRICT_SPREAD" else "")
+            ) from None
+        return group
+
+    def _remove_group(self) -> None:
+        if self._group is not None:
+            with contextlib.suppress(Exception):
+                remove_placement_group(self._group)
+            self._group = None
+
+    def _task_options(self, vertex: Vertex, subtask: int) -> dict[str, Any]:
+        """Ray options of one task's actor: its vertex's, in its bundle if it has one."""
+        options = dict(self.spec.actor_options[vertex.id])
+        bundle = self.spec.bundles.get((vertex.id, subtask))
+        if bundle is not None and self._group is not None:
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                self._group, placement_group_bundle_index=bundle, placement_group_capture_child_tasks=False
+            )
+            # The bundle holds the reservation; without a CPU figure of its own the actor would
+            # need a whole free CPU in the bundle just to be placed (Ray's default for actors).
+            options.setdefault("num_cpus", 0)
+        return options
 
     def _launch(self, restore: Checkpoint | None) -> None:
         """Creates one actor per task, connects them and starts the sources (raises on failure)."""
@@ -618,7 +737,7 @@ class JobCoordinator:
                     name=actor_name,
                     namespace=spec.namespace,
                     max_restarts=0,
-                    **spec.actor_options[vertex.id],
+                    **self._task_options(vertex, subtask),
                 ).remote(self.plan.job, plan_ref, vertex.id, subtask, spec.channels, checkpointing)
                 members.append(_Member(name, vertex, subtask, actor, actor_name))
         self._members = members
@@ -630,7 +749,7 @@ class JobCoordinator:
             ready, _ = ray.wait(list(connecting), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
             if not ready:
                 waiting = sorted(m.name for m in connecting.values())
-                options = {m.name: spec.actor_options[m.vertex.id] for m in connecting.values()}
+                options = {m.name: self._task_options(m.vertex, m.subtask) for m in connecting.values()}
                 self._release()
                 raise CitystreamError(
                     f"job '{self.plan.job}': tasks {waiting} did not start within {spec.start_timeout_s} s; "
@@ -645,7 +764,7 @@ class JobCoordinator:
                 raise JobFailed(
                     member.name, CitystreamError(f"the actor of the task could not start: {_actor_death(exc)}")
                 ) from exc
-            member.pid, member.node = info["pid"], info["node"]
+            member.pid, member.node, member.group = info["pid"], info["node"], info["placement_group"]
         if restore is not None:
             ray.get([m.actor.end_if_restored_ended.remote() for m in members])
         self._pending = {m.actor.wait_done.remote(): m for m in members}
@@ -704,6 +823,7 @@ class JobCoordinator:
             self._finish(_Verdict("finished", dict(self._outcomes)))
 
     def _finish(self, verdict: _Verdict) -> None:
+        self._remove_group()
         verdict.recoveries = [r.reason for r in self.recoveries]
         if self._checkpoints is not None:
             self._checkpoints.abort_all(f"the job {verdict.state} before it completed", expected=True)
@@ -882,7 +1002,13 @@ class JobCoordinator:
     def _placement(self) -> dict[str, dict[str, Any]]:
         with self._lock:
             return {
-                m.name: {"actor": m.actor_name, "namespace": self.spec.namespace, "pid": m.pid, "node": m.node}
+                m.name: {
+                    "actor": m.actor_name,
+                    "namespace": self.spec.namespace,
+                    "pid": m.pid,
+                    "node": m.node,
+                    "placement_group": m.group,
+                }
                 for m in self._members
             }
 
@@ -942,8 +1068,8 @@ class RayJob:
 
     @property
     def tasks(self) -> dict[str, dict[str, Any]]:
-        """Each task's actor name, namespace, process id and node (as of now: a recovery
-        replaces the actors)."""
+        """Each task's actor name, namespace, process id, node and placement group (None
+        outside one), as of now: a recovery replaces the actors."""
         if self._coordinator is not None and self.state == "running":
             with contextlib.suppress(ray.exceptions.RayError):
                 self._tasks = dict(ray.get(self._coordinator.tasks.remote(), timeout=10))
@@ -967,6 +1093,8 @@ class RayJob:
             {v.id: executor.actor_options_for(v).ray_options() for v in self.plan.vertices},
             executor.start_timeout_s,
             executor.checkpoints,
+            executor.colocation,
+            executor.colocation.bundles_of(self.plan) if executor.colocation is not None else {},
         )
         options = dict(executor.coordinator_options)
         # Next to the driver (on a cluster, the head node) unless told otherwise: the task actors
@@ -1125,6 +1253,9 @@ class RayExecutor(Executor):
         checkpoints: checkpoint interval, storage and recovery; None: no checkpoints, and a
             failed task fails the job.
         coordinator: Ray actor options of the job's coordinator (it reserves no CPU).
+        colocation: tasks placed in a placement group of the job: an operator's tasks spread
+            (or packed) over the nodes, others next to them (``Colocation``); None: each actor
+            where its options and Ray's scheduler put it.
 
     Example:
         >>> from engine import Dataflow, RayExecutor
@@ -1143,8 +1274,10 @@ class RayExecutor(Executor):
         start_timeout_s: float = 120.0,
         checkpoints: CheckpointOptions | None = None,
         coordinator: Mapping[str, Any] | None = None,
+        colocation: Colocation | None = None,
     ) -> None:
         self.address = address
+        self.colocation = colocation
         self.checkpoints = checkpoints
         self.coordinator_options = dict(coordinator or {})
         self.channels = channels or ChannelOptions()

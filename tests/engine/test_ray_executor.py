@@ -13,6 +13,7 @@ from engine import (
     ActorOptions,
     ChannelOptions,
     CitystreamError,
+    Colocation,
     Dataflow,
     GeneratorSource,
     JobFailed,
@@ -254,3 +255,54 @@ def test_actor_options_are_checked():
         ActorOptions(scheduling_strategy="PACK")  # type: ignore[arg-type]
     with pytest.raises(OptionError, match="resources"):
         ActorOptions(resources={"gpu": -1})
+
+
+def colocated_flow():
+    """src (2 tasks) -> middle (2 tasks) -> out (1 task)."""
+    flow = Dataflow("colocated")
+    stream = flow.source("src", GeneratorSource(SCHEMA, lambda p, n: iter([rows(p * 10, 5)])), event_time="ts", parallelism=2)
+    stream.rebalance().map_batches(lambda b: b, name="middle").with_parallelism(2).rebalance().collect("out")
+    return flow
+
+
+def test_colocation_puts_tasks_in_the_bundles_of_a_placement_group_removed_at_the_end(ray_instance):
+    from ray.util import placement_group_table
+
+    colocation = Colocation("middle", "PACK", {"CPU": 0.01}, near={"src": [1, 0]})
+    job = RayExecutor(colocation=colocation, start_timeout_s=60).submit(colocated_flow())
+    tasks = job.tasks
+    result = job.wait(timeout=60)
+    assert sorted(result.table("out")["v"].to_pylist()) == list(range(5)) + list(range(10, 15))
+    groups = {name: info["placement_group"] for name, info in tasks.items()}
+    group = groups["middle[0]"]
+    assert group and groups == {"src[0]": group, "src[1]": group, "middle[0]": group, "middle[1]": group, "out[0]": None}
+    assert placement_group_table()[group]["state"] == "REMOVED"
+
+
+def test_bundles_the_cluster_cannot_place_fail_the_job_with_a_clear_error(ray_instance):
+    from ray.util import placement_group_table
+
+    before = set(placement_group_table())
+    colocation = Colocation("middle", "STRICT_SPREAD", {"CPU": 0.01})  # two bundles, one node
+    with pytest.raises(CitystreamError, match=r"could not place the 2 bundles .*'middle'.*STRICT_SPREAD needs a node for each"):
+        RayExecutor(colocation=colocation, start_timeout_s=3).run(colocated_flow())
+    assert all(info["state"] == "REMOVED" for pg, info in placement_group_table().items() if pg not in before)
+
+
+def test_colocation_is_checked_against_the_plan():
+    from engine import build_plan
+
+    plan = build_plan(colocated_flow())
+    vertex = {v.nodes[0].name: v.id for v in plan.vertices}
+    bundles = Colocation("middle", near={"src": [None, 1]}).bundles_of(plan)
+    assert bundles == {(vertex["middle"], 0): 0, (vertex["middle"], 1): 1, (vertex["src"], 1): 1}
+    with pytest.raises(CitystreamError, match="no operator 'district' in job 'colocated'"):
+        Colocation("district").bundles_of(plan)
+    with pytest.raises(CitystreamError, match="'src' has 2 tasks but 3 places"):
+        Colocation("middle", near={"src": [0, 1, 1]}).bundles_of(plan)
+    with pytest.raises(CitystreamError, match="task 1 of 'src' is to run next to task 2 of 'middle', which has tasks 0 to 1"):
+        Colocation("middle", near={"src": [0, 2]}).bundles_of(plan)
+    with pytest.raises(OptionError, match="at least one resource above 0"):
+        Colocation("middle", bundle={"CPU": 0})
+    with pytest.raises(OptionError, match="strategy"):
+        Colocation("middle", strategy="ANYWHERE")  # type: ignore[arg-type]
