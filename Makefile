@@ -51,6 +51,14 @@ protos: $(STAMP)
 lock: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v '^citystream' > constraints.txt
 
+# The code of a cluster job as a zip with one top folder (a Ray working_dir URI on object
+# storage, as cluster/kuberay/rayjob.yaml uses it): dist/citystream-<commit>.zip.
+.PHONY: cluster-package
+cluster-package:
+	mkdir -p dist
+	git archive --format=zip --prefix=citystream/ -o dist/citystream-$$(git rev-parse --short HEAD).zip HEAD
+	@echo dist/citystream-$$(git rev-parse --short HEAD).zip
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 

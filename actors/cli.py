@@ -131,6 +131,11 @@ def _cluster_commands(commands: Any) -> None:
         help="pip: the runtime environment installs the pinned dependencies on each node (default); "
         "image: the nodes already have them",
     )
+    submit.add_argument(
+        "--home",
+        default=None,
+        help="on the nodes, where the config's relative paths (incident logs, local checkpoints) go (default ~/citystream)",
+    )
     submit.add_argument("--job-id", default=None, help="the submission id (default: one Ray picks)")
     submit.add_argument("--no-wait", action="store_true", help="return once submitted, without following the logs")
     status = commands.add_parser("status", help="the state of a job on a Ray cluster (or of every job)")
@@ -229,7 +234,7 @@ def _submit(parser: argparse.ArgumentParser, args: argparse.Namespace, job: list
             raise jobs.JobsError(f"the working directory {working_dir} has no citystream code (actors/cli.py)")
         city = load_city(job_args.config, job_args.set)  # wrong keys fail here, not on the cluster
         entrypoint = ["python", "-m", "actors.cli", *_job_command_line(job, job_args, working_dir)]
-        env = jobs.runtime_env(working_dir, pip=args.deps == "pip")
+        env = jobs.runtime_env(working_dir, pip=args.deps == "pip", home=args.home or jobs.HOME)
         for warning in _cluster_warnings(city, job_args):
             console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
         submission = jobs.submit(args.address, entrypoint, env, submission_id=args.job_id, metadata={"citystream": job[0]})
@@ -294,7 +299,7 @@ def _cluster_warnings(city: City, job_args: argparse.Namespace) -> list[str]:
     interval = city.checkpoints.interval_s if interval is None else interval
     if job_args.command == "run" and interval > 0 and "://" not in city.checkpoints.directory:
         warnings.append(
-            f"checkpoints go to {city.checkpoints.directory} on each node's own disk: after a lost node the job "
+            "checkpoints go to a local directory on each node's own disk: after a lost node the job "
             "cannot restore (--set checkpoints.directory=s3://bucket/prefix)"
         )
     return warnings
@@ -441,8 +446,9 @@ def _run_on_ray(
             stale.unlink()
         job = executor.submit(flow)
         console.print(f"job [bold]{flow.name}[/bold]: {len(job.tasks)} actors in Ray namespace {job.namespace}")
-        _print_placement(console, city, decision.notes, job.tasks, {n.node_id: n.address for n in nodes})
-        _print_endpoints(console, city)
+        addresses = {n.node_id: n.address for n in nodes}
+        _print_placement(console, decision.notes, job.tasks, addresses)
+        _print_endpoints(console, city, job.tasks, addresses)
         view = LiveView(city)
         started = time.monotonic()
         show = not args.no_view and console.is_terminal
@@ -485,9 +491,7 @@ def placement_policy(city: City) -> Any:
     )
 
 
-def _print_placement(
-    console: Console, city: City, notes: list[str], tasks: dict[str, dict[str, Any]], addresses: dict[str, str]
-) -> None:
+def _print_placement(console: Console, notes: list[str], tasks: dict[str, dict[str, Any]], addresses: dict[str, str]) -> None:
     """What the placement decided and, with more than one node, which tasks run on which."""
     for note in notes:
         console.print(f"  placement: {note}", highlight=False)
@@ -512,14 +516,29 @@ def _stop(job: Any, console: Console, savepoint: bool, timeout: float) -> JobRes
     return result
 
 
-def _print_endpoints(console: Console, city: City, wait_s: float = 15.0) -> None:
-    """The addresses the gateways (and ingest services) serve on, once they have started."""
+def _print_endpoints(
+    console: Console, city: City, tasks: dict[str, dict[str, Any]], addresses: dict[str, str], wait_s: float = 15.0
+) -> None:
+    """The addresses the gateways (and ingest services) serve on, once they have started: as
+    they wrote them to the log directory when they run on this node, else the node's address
+    and the configured port."""
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()
     log_dir = Path(city.dispatch.log_dir)
-    names = [g.id for g in city.gateways]
+    local = [g.id for i, g in enumerate(city.gateways) if tasks.get(f"gateways[{i}]", {}).get("node", here) == here]
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline and not all((log_dir / f"{n}.address").exists() for n in names):
+    while time.monotonic() < deadline and not all((log_dir / f"{n}.address").exists() for n in local):
         time.sleep(0.2)
-    for name in names + ["ingest-detections", "ingest-readings"]:
+    for i, gateway in enumerate(city.gateways):
+        path = log_dir / f"{gateway.id}.address"
+        if gateway.id in local and path.exists():
+            console.print(f"  {gateway.id}: {path.read_text()}", highlight=False)
+        elif gateway.id not in local:
+            node = tasks[f"gateways[{i}]"]["node"]
+            port = gateway.port or "(a free port: see the gateway's log)"
+            console.print(f"  {gateway.id}: {addresses.get(node, node)}:{port} (node {node[:12]})", highlight=False)
+    for name in ("ingest-detections", "ingest-readings"):
         path = log_dir / f"{name}.address"
         if path.exists():
             console.print(f"  {name}: {path.read_text()}", highlight=False)

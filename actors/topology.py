@@ -286,7 +286,7 @@ def with_paths_resolved(city: City, config_dir: Path) -> City:
     """Absolute paths for the files the actors open (they may run in another directory)."""
     d = city.dispatch
     resolve = lambda p, base: str((base / p).resolve()) if p else p
-    home = Path(os.environ.get("CITYSTREAM_HOME") or Path.cwd())
+    home = Path(os.environ.get("CITYSTREAM_HOME") or Path.cwd()).expanduser()
     dispatch = dataclasses.replace(
         d, tls_cert=resolve(d.tls_cert, config_dir), tls_key=resolve(d.tls_key, config_dir), log_dir=resolve(d.log_dir, home)
     )

@@ -26,6 +26,7 @@ EXCLUDES = [".git", ".venv", "var", "benchmarks/results", "benchmarks/peers/.ven
 # checkpoints) or drains, within the wait; then Ray kills it.
 STOP_WAIT_S = 120
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+HOME = "~/citystream"  # on each node
 
 
 class JobsError(CitystreamError):
@@ -79,13 +80,16 @@ def pinned_requirements(project: Path = PROJECT) -> list[str]:
     return requirements
 
 
-def runtime_env(working_dir: Path, *, pip: bool, env_vars: dict[str, str] | None = None) -> dict[str, Any]:
+def runtime_env(working_dir: Path, *, pip: bool, home: str = HOME, env_vars: dict[str, str] | None = None) -> dict[str, Any]:
     """The job's runtime environment: the code as its working directory; with ``pip`` the
-    dependencies are installed on each node (without: the nodes' image already has them)."""
+    dependencies are installed on each node (without: the nodes' image already has them).
+    ``home``: where the relative paths of the config (incident logs, local checkpoints) are
+    on the nodes ($CITYSTREAM_HOME): not the working directory, which Ray deletes."""
     env: dict[str, Any] = {
         "working_dir": str(working_dir),
         "excludes": list(EXCLUDES),
         "env_vars": {
+            "CITYSTREAM_HOME": home,
             "PYTHONUNBUFFERED": "1",
             "RAY_JOB_STOP_SIGNAL": "SIGINT",
             "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S),

@@ -4,7 +4,7 @@ import tomllib
 
 import pytest
 
-from actors.topology import DEFAULT_CONFIG, ConfigError, city_from_dict, load_city
+from actors.topology import DEFAULT_CONFIG, ConfigError, apply_override, city_from_dict, load_city
 
 
 def raw():
@@ -38,6 +38,10 @@ def test_the_default_city_has_three_districts_a_dozen_cameras_and_routes_for_eve
         (lambda c: c["districts"][0]["neighbours"].update(atlantis=10.0), "districts[0].neighbours.atlantis", "unknown district"),
         (lambda c: c.update(stations=[s for s in c["stations"] if s["district"] != "cheongna"]), "stations", "'cheongna' has no"),
         (lambda c: c["simulation"].update(detections_per_camera_per_s=0), "simulation.detections_per_camera_per_s", "> 0"),
+        (lambda c: c["placement"].update(districts="scatter"), "placement.districts", "'scatter' is not one of"),
+        (lambda c: c["placement"].update(district_cpus=0.0), "placement.district_cpus", "above 0"),
+        (lambda c: c["placement"].update(gateway_nodes="always"), "placement.gateway_nodes", "'required' or 'preferred'"),
+        (lambda c: c["placement"].update(gateway_resource="", gateway_nodes="required"), "placement.gateway_nodes", "needs"),
     ],
 )
 def test_a_bad_config_names_the_key(change, key, message):
@@ -56,3 +60,38 @@ def test_a_missing_or_broken_file(tmp_path):
     broken.write_text("name = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_city(broken)
+
+
+def test_overrides_change_keys_of_tables_and_lists_with_toml_values_or_strings():
+    city = load_city(
+        overrides=[
+            "checkpoints.directory=s3://bucket/city",  # not TOML: a string
+            "checkpoints.interval_s=2.5",
+            "gateways.1.port=6000",
+            "dispatch.insecure=true",
+            'routes.0.kinds=["fire"]',
+            "placement.districts=strict_spread",
+        ]
+    )
+    assert city.checkpoints.directory == "s3://bucket/city" and city.checkpoints.interval_s == 2.5
+    assert city.gateways[1].port == 6000 and city.routes[0].kinds == ("fire",)
+    assert city.placement.districts == "strict_spread"
+    config = {"name": "x"}
+    apply_override(config, "placement.districts=pack")  # a table missing on the way is created
+    assert config["placement"] == {"districts": "pack"}
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "message"),
+    [
+        ("checkpoints.interval_s", "checkpoints.interval_s", "KEY=VALUE"),
+        ("gateways.7.port=1", "gateways.7", "no item '7' in a list of 3"),
+        ("name.first=x", "name.first", "'name' is a value"),
+        ("checkpoints.interval=5", "checkpoints.interval", "unknown key"),
+        ("checkpoints.interval_s=soon", "checkpoints.interval_s", "expected a number"),
+    ],
+)
+def test_a_bad_override_names_the_key(override, key, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        load_city(overrides=[override])
+    assert error.value.key == key
