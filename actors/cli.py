@@ -223,8 +223,10 @@ def _submit(parser: argparse.ArgumentParser, args: argparse.Namespace, job: list
     console = Console()
     if job[0] not in ("run", "sql"):
         parser.error(f"submit runs `run ...` or `sql FILE ...` on the cluster (after --), not {job[0]!r}")
+    if job[0] == "sql" and not any(w == "--executor" or w.startswith("--executor=") for w in job):
+        job = [*job, "--executor", "ray"]  # `sql` runs inline unless told: on a cluster, on Ray
     job_args = parser.parse_args(job)
-    if job_args.address:
+    if getattr(job_args, "address", None):
         parser.error("--address of `run` or `sql`: on the cluster the job connects to its own Ray (give submit --address)")
     if job_args.executor == "inline":
         parser.error("a job on a cluster runs on the Ray executor, not --executor inline")

@@ -66,6 +66,7 @@ def test_addresses_of_the_jobs_api():
     [
         (["--", "explain"], "submit runs `run ...` or `sql FILE ...`"),
         (["--", "run", "--executor", "inline"], "runs on the Ray executor"),
+        (["--", "sql", "actors/config/rules/crowd.sql", "--executor=inline"], "runs on the Ray executor"),
         (["--", "run", "--address", "head:6379"], "--address of `run` or `sql`"),
         (["--", "run", "--bogus"], "unrecognized arguments: --bogus"),
     ],
