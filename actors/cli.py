@@ -22,9 +22,18 @@ from engine import ChannelOptions, CitystreamError, InlineExecutor, JobResult, b
 from engine.checkpoint import CheckpointOptions
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated options (`--conf` for `--config`): a submitted command line is rewritten
+    by its options' full names."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="citystream", description="Real-time stream processing for city operations centers.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="citystream", description="Real-time stream processing for city operations centers.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser("run", help="run the city job (until Ctrl-C, or --duration)")
     run.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="city topology (TOML)")
     run.add_argument(
@@ -141,7 +150,9 @@ def _cluster_commands(commands: Any) -> None:
     status = commands.add_parser("status", help="the state of a job on a Ray cluster (or of every job)")
     status.add_argument("job_id", nargs="?", default=None)
     status.add_argument("--address", default=None, help=CLUSTER_HELP)
-    stop = commands.add_parser("stop", help="stop a job on a Ray cluster (a savepoint with checkpoints, else a drain)")
+    stop = commands.add_parser(
+        "stop", help="stop a job on a Ray cluster (the city job: a savepoint with checkpoints, else a drain)"
+    )
     stop.add_argument("job_id")
     stop.add_argument("--address", default=None, help=CLUSTER_HELP)
     logs = commands.add_parser("logs", help="the logs of a job on a Ray cluster")
@@ -173,17 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
+    if args.command in ("run", "sql"):
+        # Ctrl-C, and a stop by a supervisor (a Ray job's stop sends SIGINT, as submit asks;
+        # others send SIGTERM), end the job cleanly, even in a process started with SIGINT
+        # ignored (as a shell without job control starts background commands).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
     if args.command == "sql" or (args.command == "explain" and args.file is not None):
         return _sql(args, city, console)
     if args.command == "explain":
         print(build_plan(city_flow(city)).explain())
         return 0
-    if args.command == "run":
-        # Ctrl-C, and a stop by a supervisor (Ray's `job stop` sends SIGINT, others SIGTERM),
-        # end the job cleanly, even in a process started with SIGINT ignored (as a shell
-        # without job control starts background commands, and Ray its workers' children).
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, _interrupt)
     if args.mode == "live" and args.executor == "inline":
         console.print("[red]error:[/red] a live run needs the Ray executor (the inline one runs to the end of its sources)")
         return 2
@@ -232,8 +243,11 @@ def _submit(parser: argparse.ArgumentParser, args: argparse.Namespace, job: list
         parser.error("a job on a cluster runs on the Ray executor, not --executor inline")
     working_dir = (args.working_dir or jobs.PROJECT).resolve()
     try:
-        if not (working_dir / "actors" / "cli.py").exists():
-            raise jobs.JobsError(f"the working directory {working_dir} has no citystream code (actors/cli.py)")
+        if not ((working_dir / "actors" / "cli.py").exists() and (working_dir / "pyproject.toml").exists()):
+            raise jobs.JobsError(
+                f"the working directory {working_dir} has no citystream code (actors/cli.py, pyproject.toml): "
+                "give --working-dir a checkout of it"
+            )
         city = load_city(job_args.config, job_args.set)  # wrong keys fail here, not on the cluster
         entrypoint = ["python", "-m", "actors.cli", *_job_command_line(job, job_args, working_dir)]
         env = jobs.runtime_env(working_dir, pip=args.deps == "pip", home=args.home or jobs.HOME)
@@ -260,7 +274,8 @@ def _submit(parser: argparse.ArgumentParser, args: argparse.Namespace, job: list
     except jobs.JobsError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 1
-    console.print(f"job {submission}: {final.status}" + (f" ({final.message})" if final.message else ""), highlight=False)
+    ended = f"job {submission}: {final.status}" + (f" ({final.message})" if final.message else "")
+    console.print(ended, highlight=False, markup=False)
     return 0 if final.status in ("SUCCEEDED", "STOPPED") else 1
 
 
@@ -321,14 +336,18 @@ def _job_command(args: argparse.Namespace) -> int:
                 print(jobs.logs(args.address, args.job_id), end="")
             return 0
         if args.command == "stop":
-            console.print(f"stopping job {args.job_id} (a savepoint with checkpoints, else a drain) ...", highlight=False)
+            console.print(f"stopping job {args.job_id} (the city job: a savepoint with checkpoints, else a drain) ...")
             final = jobs.stop(args.address, args.job_id)
-            console.print(f"job {args.job_id}: {final.status}" + (f" ({final.message})" if final.message else ""))
-            return 0
+            ended = f"job {args.job_id}: {final.status}" + (f" ({final.message})" if final.message else "")
+            console.print(ended, highlight=False, markup=False)
+            return 0 if final.status == "STOPPED" or final.status == "SUCCEEDED" else 1
         found = [jobs.info(args.address, args.job_id)] if args.job_id else jobs.jobs(args.address)
     except jobs.JobsError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 1
+    except KeyboardInterrupt:
+        console.print("no longer following; the job goes on", highlight=False)
+        return 130
     if not found:
         console.print(f"no jobs at {jobs.address_of(args.address)}", highlight=False)
     stamp = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
@@ -373,6 +392,9 @@ def _sql(args: argparse.Namespace, city: City, console: Console) -> int:
     except CitystreamError as exc:
         console.print(f"[red]job failed:[/red] {exc}")
         return 1
+    except KeyboardInterrupt:
+        console.print("stopped: the SQL job ended with its actors (the results above are what it had)")
+        return 130
 
 
 def _console(args: argparse.Namespace) -> int:
@@ -442,20 +464,20 @@ def _run_on_ray(
     channels = ChannelOptions(credits=args.credits, batch_rows=args.batch_rows, linger_ms=args.linger_ms)
     with RayExecutor(args.address, channels=channels, checkpoints=checkpoints) as executor:
         nodes = live_nodes()
-        decision = decide(placement_policy(city), nodes)
+        decision = decide(placement_policy(city, live=args.mode == "live"), nodes)
         executor.colocation, executor.placement = decision.colocation, decision.placement
         for stale in Path(city.dispatch.log_dir).glob("*.address"):  # from an earlier run
             stale.unlink()
         job = executor.submit(flow)
-        console.print(f"job [bold]{flow.name}[/bold]: {len(job.tasks)} actors in Ray namespace {job.namespace}")
-        addresses = {n.node_id: n.address for n in nodes}
-        _print_placement(console, decision.notes, job.tasks, addresses)
-        _print_endpoints(console, city, job.tasks, addresses)
         view = LiveView(city)
         started = time.monotonic()
         show = not args.no_view and console.is_terminal
         live = Live(console=console, refresh_per_second=2) if show else contextlib.nullcontext()
         try:
+            console.print(f"job [bold]{flow.name}[/bold]: {len(job.tasks)} actors in Ray namespace {job.namespace}")
+            addresses = {n.node_id: n.address for n in nodes}
+            _print_placement(console, decision.notes, job.tasks, addresses)
+            _print_endpoints(console, city, job.tasks, addresses)
             with live:
                 while True:
                     with contextlib.suppress(TimeoutError):
@@ -475,20 +497,25 @@ def _run_on_ray(
                 raise
 
 
-def placement_policy(city: City) -> Any:
+INGEST_OPERATORS = ("ingest_detections", "ingest_readings")  # of live runs with an ingest port
+
+
+def placement_policy(city: City, live: bool = False) -> Any:
     """The city's ``[placement]`` as a ``cluster.placement.PlacementPolicy``: the district
-    actors spread, the simulated cameras and stations next to their district, the gateways on
-    the nodes labelled for them."""
+    actors spread, the simulated cameras and stations next to their district, the gateways and
+    the ingest services (live runs) on the nodes labelled for them."""
     from actors.city import source_districts
     from cluster.placement import PlacementPolicy
 
     config = city.placement
+    edge = ("gateways", *(INGEST_OPERATORS if live and city.dispatch.ingest_port >= 0 else ()))
     return PlacementPolicy(
         spread=None if config.districts == "none" else "districts",
         strategy="spread" if config.districts == "none" else config.districts,
         bundle_cpus=config.district_cpus,
         near=source_districts(city) if config.sources_near_district else {},
-        labels={"gateways": config.gateway_resource} if config.gateway_resource else {},
+        # The gRPC edge of the city (the gateways' dispatch, the ingest services) on the labelled nodes.
+        labels={op: config.gateway_resource for op in edge} if config.gateway_resource else {},
         labels_required=config.gateway_nodes == "required",
     )
 

@@ -247,7 +247,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     ``true``, ``["a", "b"]``) or else taken as a string (``s3://bucket/prefix``). A table
     missing on the way is created; the result is checked like the file."""
     key, sep, text = override.partition("=")
-    key = key.strip()
+    key, text = key.strip(), text.strip()
     if not sep or not key:
         raise ConfigError(override, "an override is KEY=VALUE, such as checkpoints.interval_s=5")
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 import tomllib
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ EXCLUDES = [".git", ".venv", "var", "benchmarks/results", "benchmarks/peers/.ven
 STOP_WAIT_S = 120
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 HOME = "~/citystream"  # on each node
+AGENT_WAIT_S = 60.0  # for the job agents of a cluster that has just started
 
 
 class JobsError(CitystreamError):
@@ -46,20 +48,14 @@ class JobInfo:
 def address_of(address: str | None) -> str:
     """The dashboard address: the one given, else $RAY_ADDRESS, else the local one."""
     chosen = address or os.environ.get("RAY_ADDRESS") or DEFAULT_ADDRESS
-    if chosen == "auto" or chosen.startswith("ray://") or chosen.endswith(":6379"):
-        raise JobsError(
-            f"'{chosen}' is the address of Ray's GCS or client server; the Jobs API is on the dashboard, "
-            "such as http://head:8265"
-        )
+    if chosen == "auto" or chosen.startswith("ray://"):
+        raise JobsError(f"'{chosen}' is not an HTTP address; the Jobs API is on the dashboard, such as http://head:8265")
     return chosen if "://" in chosen else f"http://{chosen}"
 
 
 def pinned_requirements(project: Path = PROJECT) -> list[str]:
     """The project's dependencies at the versions of constraints.txt, Ray left out (the
     cluster's own Ray runs the job; its version must be the one the code was tested with)."""
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
     dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"]
     pins: dict[str, str] = {}
     constraints = project / "constraints.txt"
@@ -71,13 +67,20 @@ def pinned_requirements(project: Path = PROJECT) -> list[str]:
                 pins[canonicalize_name(name.split("[", 1)[0])] = version.strip()
     requirements = []
     for text in dependencies:
-        requirement = Requirement(text)
-        name = canonicalize_name(requirement.name)
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", text)
+        if match is None:
+            raise JobsError(f"pyproject.toml: cannot read the dependency {text!r}")
+        name = canonicalize_name(match.group(1))
         if name == "ray":
             continue
         pin = pins.get(name)
-        requirements.append(f"{requirement.name}=={pin}" if pin else str(requirement))
+        requirements.append(f"{match.group(1)}=={pin}" if pin else text)
     return requirements
+
+
+def canonicalize_name(name: str) -> str:
+    """A distribution's name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def runtime_env(working_dir: Path, *, pip: bool, home: str = HOME, env_vars: dict[str, str] | None = None) -> dict[str, Any]:
@@ -104,12 +107,16 @@ def runtime_env(working_dir: Path, *, pip: bool, home: str = HOME, env_vars: dic
 def in_working_dir(path: Path, working_dir: Path, what: str) -> str:
     """``path`` relative to the working directory (the job sees the files that travel with it)."""
     try:
-        return str(path.resolve().relative_to(working_dir.resolve()))
+        relative = path.resolve().relative_to(working_dir.resolve())
     except ValueError:
         raise JobsError(
             f"the {what} {path} is outside the job's working directory {working_dir}: only files in it reach "
             "the cluster (move it there, or pass --working-dir)"
         ) from None
+    left_out = [e for e in EXCLUDES if "*" not in e and (relative == Path(e) or Path(e) in relative.parents)]
+    if left_out:
+        raise JobsError(f"the {what} {path} is under {left_out[0]}/, which does not travel with the job")
+    return str(relative)
 
 
 def _client(address: str | None) -> Any:
@@ -119,7 +126,9 @@ def _client(address: str | None) -> Any:
     try:
         return JobSubmissionClient(url)
     except (ConnectionError, RuntimeError) as exc:
-        raise JobsError(f"no Ray Jobs API at {url}: {exc}") from None
+        raise JobsError(
+            f"no Ray Jobs API at {url} (it is on the dashboard's port, 8265 by default, not Ray's own 6379): {exc}"
+        ) from None
 
 
 def submit(
@@ -138,14 +147,20 @@ def submit(
     # Ray logs a line per file it leaves out of the package; what it uploads is enough.
     for name in ("ray._private.runtime_env.packaging", "ray._private.runtime_env.working_dir", "ray.dashboard.modules"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        return str(
-            client.submit_job(
-                entrypoint=shlex.join(entrypoint), runtime_env=env, submission_id=submission_id, metadata=metadata
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            return str(
+                client.submit_job(
+                    entrypoint=shlex.join(entrypoint), runtime_env=env, submission_id=submission_id, metadata=metadata
+                )
             )
-        )
-    except RuntimeError as exc:
-        raise JobsError(f"the cluster refused the job: {exc}") from None
+        except RuntimeError as exc:
+            # A cluster that has just started answers before its job agents are up.
+            if "No available agent" in str(exc) and time.monotonic() < deadline:
+                time.sleep(1.0)
+                continue
+            raise JobsError(f"the cluster refused the job: {exc}") from None
 
 
 def info(address: str | None, submission_id: str) -> JobInfo:
@@ -159,7 +174,11 @@ def info(address: str | None, submission_id: str) -> JobInfo:
 
 def jobs(address: str | None) -> list[JobInfo]:
     """Every job the cluster knows, the newest first."""
-    found = [_info(d) for d in _client(address).list_jobs() if d.submission_id]
+    try:
+        listed = _client(address).list_jobs()
+    except RuntimeError as exc:
+        raise JobsError(f"could not list the jobs at {address_of(address)}: {exc}") from None
+    found = [_info(d) for d in listed if d.submission_id]
     return sorted(found, key=lambda j: j.start_time or 0.0, reverse=True)
 
 
@@ -213,5 +232,8 @@ def follow(address: str | None, submission_id: str, write: Callable[[str], None]
         async for lines in client.tail_job_logs(submission_id):
             write(lines)
 
-    asyncio.run(tail())
+    try:
+        asyncio.run(tail())
+    except (RuntimeError, OSError) as exc:
+        raise JobsError(f"lost the logs of job '{submission_id}': {exc}") from None
     return wait(address, submission_id, 60)

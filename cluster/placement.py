@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from engine import ActorOptions, Colocation
 from engine.errors import OptionError
@@ -79,9 +79,6 @@ class Decision:
     colocation: Colocation | None
     placement: dict[str, ActorOptions]
     notes: list[str]
-
-    def executor_options(self) -> dict[str, Any]:
-        return {"colocation": self.colocation, "placement": self.placement}
 
 
 def decide(policy: PlacementPolicy, nodes: Sequence[Node]) -> Decision:

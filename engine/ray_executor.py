@@ -107,9 +107,13 @@ class Colocation:
     bundle i, and each task of an operator in ``near`` in the bundle of the anchor task it is
     mapped to (so the city's camera actors run on the node of their district's actor).
 
-    The bundles reserve ``bundle`` for as long as the job runs (and through its recoveries: Ray
-    places the bundles of a lost node again elsewhere). A task in a bundle reserves nothing of
-    its own unless its ``ActorOptions`` say so (its ``num_cpus`` then comes out of the bundle).
+    The driver places the group when the job starts (the job fails if Ray cannot place every
+    bundle within the start timeout); it is removed when the job ends or is cancelled. The
+    bundles reserve ``bundle`` meanwhile. After a lost node Ray places that node's bundles again
+    on the others if they have the room; if they have not within 30 s, the recovered tasks are
+    placed without the group (a warning says so) rather than wait. A task in a bundle reserves
+    nothing of its own unless its ``ActorOptions`` say so (its ``num_cpus`` then comes out of
+    the bundle).
 
     Args:
         anchor: the name of the operator whose tasks get a bundle each.
@@ -590,8 +594,8 @@ class _JobSpec:
     actor_options: dict[int, dict[str, Any]]  # vertex id -> Ray actor options
     start_timeout_s: float
     checkpoints: CheckpointOptions | None
-    colocation: Colocation | None = None
     bundles: dict[tuple[int, int], int] = field(default_factory=dict)  # (vertex id, subtask) -> bundle
+    group: PlacementGroup | None = None  # of the bundles (Colocation)
 
 
 @dataclass
@@ -641,7 +645,7 @@ class JobCoordinator:
         self.recoveries: list[RecoveryRecord] = []
         self._checkpoints: CheckpointCoordinator | None = None
         self._storage: CheckpointStorage | None = None
-        self._group: PlacementGroup | None = None
+        self._group: PlacementGroup | None = spec.group  # placed by RayJob.start; removed at the end
         if spec.checkpoints is not None:
             self._storage = CheckpointStorage(spec.checkpoints.directory, self.plan.job)
             self._checkpoints = CheckpointCoordinator(self._storage, self.plan, spec.checkpoints)
@@ -660,43 +664,30 @@ class JobCoordinator:
             if restore is None:
                 raise restore_error(self.plan.job, self.spec.checkpoints.directory)
             logger.info("job %s: restoring from checkpoint %d", self.plan.job, restore.checkpoint_id)
-        self._group = self._place_group()
-        try:
-            self._launch(restore)
-        except BaseException:
-            self._remove_group()
-            raise
+        self._launch(restore)
         threading.Thread(target=self._watch, name=f"coordinator {self.plan.job}", daemon=True).start()
         return self._placement()
 
-    def _place_group(self) -> PlacementGroup | None:
-        """The job's placement group (``Colocation``), once Ray has placed every bundle."""
-        spec = self.spec
-        colocation = spec.colocation
-        if colocation is None:
-            return None
-        count = 1 + max(spec.bundles.values())  # the anchor's tasks: bundles 0 .. n-1
-        group = placement_group(
-            [dict(colocation.bundle) for _ in range(count)], strategy=colocation.strategy, name=f"{spec.namespace}.tasks"
-        )
-        try:
-            ray.get(group.ready(), timeout=spec.start_timeout_s)
-        except ray.exceptions.GetTimeoutError:
-            remove_placement_group(group)
-            nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-            raise CitystreamError(
-                f"job '{self.plan.job}': Ray could not place the {count} bundles of {dict(colocation.bundle)} for the "
-                f"tasks of '{colocation.anchor}' (strategy {colocation.strategy}) within {spec.start_timeout_s} s; "
-                f"the cluster's nodes have {nodes}"
-                + ("; STRICT_SPREAD needs a node for each bundle" if colocation.strategy == "STRICT_SPREAD" else "")
-            ) from None
-        return group
-
     def _remove_group(self) -> None:
-        if self._group is not None:
-            with contextlib.suppress(Exception):
-                remove_placement_group(self._group)
-            self._group = None
+        _remove_group(self._group)
+        self._group = None
+
+    def _group_placed_again(self) -> None:
+        """After a lost node Ray places its bundles again on the other nodes, if they have the
+        room; if they do not, the tasks go where Ray's scheduler puts them rather than wait."""
+        if self._group is None:
+            return
+        wait_s = min(30.0, self.spec.start_timeout_s)
+        try:
+            ray.get(self._group.ready(), timeout=wait_s)
+        except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError):
+            logger.warning(
+                "job %s: the placement group's bundles could not be placed again within %g s (a node lost, and no "
+                "room for its bundles on the others); the tasks are placed without it",
+                self.plan.job,
+                wait_s,
+            )
+            self._remove_group()
 
     def _task_options(self, vertex: Vertex, subtask: int) -> dict[str, Any]:
         """Ray options of one task's actor: its vertex's, in its bundle if it has one."""
@@ -861,6 +852,7 @@ class JobCoordinator:
             f"checkpoint {restore.checkpoint_id}" if restore else "the beginning (no checkpoint yet)",
         )
         self._generation += 1
+        self._group_placed_again()
         try:
             self._launch(restore)
         except CitystreamError as exc:
@@ -1047,6 +1039,32 @@ class JobCoordinator:
         return {m.name: answers[m.name] for m in members if m.name in answers}
 
 
+def _place_group(
+    job: str, namespace: str, colocation: Colocation, bundles: dict[tuple[int, int], int], timeout_s: float
+) -> PlacementGroup:
+    """The job's placement group (``Colocation``), once Ray has placed every bundle."""
+    count = 1 + max(bundles.values())  # the anchor's tasks: bundles 0 .. n-1
+    bundle = dict(colocation.bundle)
+    group = placement_group([bundle for _ in range(count)], strategy=colocation.strategy, name=f"{namespace}.tasks")
+    try:
+        ray.get(group.ready(), timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        remove_placement_group(group)
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        raise CitystreamError(
+            f"job '{job}': Ray could not place the {count} bundles of {dict(colocation.bundle)} for the tasks of "
+            f"'{colocation.anchor}' (strategy {colocation.strategy}) within {timeout_s} s; the cluster's nodes have {nodes}"
+            + ("; STRICT_SPREAD needs a node for each bundle" if colocation.strategy == "STRICT_SPREAD" else "")
+        ) from None
+    return group
+
+
+def _remove_group(group: PlacementGroup | None) -> None:
+    if group is not None:
+        with contextlib.suppress(Exception):  # already removed
+            remove_placement_group(group)
+
+
 class RayJob:
     """A job running on Ray: a coordinator actor and, created by it, a named actor per task in
     the job's namespace.
@@ -1065,6 +1083,7 @@ class RayJob:
         self._coordinator: ActorHandle | None = None
         self._tasks: dict[str, dict[str, Any]] = {}
         self._result: JobResult | None = None
+        self._group: PlacementGroup | None = None
 
     @property
     def tasks(self) -> dict[str, dict[str, Any]]:
@@ -1086,6 +1105,12 @@ class RayJob:
             raise CitystreamError(f"job '{self.plan.job}' was already started")
         self.state = "running"
         executor = self._executor
+        bundles: dict[tuple[int, int], int] = {}
+        if executor.colocation is not None:
+            bundles = executor.colocation.bundles_of(self.plan)
+            # Placed here, by the driver, so that the group goes with the driver whatever happens
+            # to the coordinator (which removes it at the end of the job, as ``cancel`` does).
+            self._group = _place_group(self.plan.job, self.namespace, executor.colocation, bundles, executor.start_timeout_s)
         spec = _JobSpec(
             self.plan,
             self.namespace,
@@ -1093,8 +1118,8 @@ class RayJob:
             {v.id: executor.actor_options_for(v).ray_options() for v in self.plan.vertices},
             executor.start_timeout_s,
             executor.checkpoints,
-            executor.colocation,
-            executor.colocation.bundles_of(self.plan) if executor.colocation is not None else {},
+            bundles,
+            self._group,
         )
         options = dict(executor.coordinator_options)
         # Next to the driver (on a cluster, the head node) unless told otherwise: the task actors
@@ -1178,7 +1203,7 @@ class RayJob:
         if self._coordinator is not None:
             with contextlib.suppress(ray.exceptions.RayError):
                 ray.get(self._coordinator.cancel.remote(), timeout=30)
-            self._kill_coordinator()
+        self._kill_coordinator()
         if self.state == "running":
             self.state = "cancelled"
 
@@ -1186,6 +1211,8 @@ class RayJob:
         if self._coordinator is not None:
             with contextlib.suppress(Exception):
                 ray.kill(self._coordinator, no_restart=True)
+        _remove_group(self._group)
+        self._group = None
 
     @property
     def recoveries(self) -> list[RecoveryRecord]:

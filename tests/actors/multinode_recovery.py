@@ -15,8 +15,8 @@ import ray
 from ray.cluster_utils import Cluster
 from recovery_support import Console, catch_up, scratch_city
 
-from actors.city import checkpoint_options, city_flow
-from engine import ActorOptions, ChannelOptions, RayExecutor
+from actors.city import checkpoint_options, city_flow, source_districts
+from engine import ChannelOptions, Colocation, RayExecutor
 
 
 def main(root: Path, duration_s: float, seed: int) -> dict[str, object]:
@@ -30,10 +30,12 @@ def main(root: Path, duration_s: float, seed: int) -> dict[str, object]:
         workers = [cluster.add_node(num_cpus=2) for _ in range(2)]
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
+        # The districts in spread bundles with their cameras and stations (as `citystream run`
+        # places them on a cluster): the lost node's bundle must be placed again on the other.
+        # Small bundles: the other actors need a free CPU on the remaining node to be placed.
+        colocation = Colocation("districts", "SPREAD", {"CPU": 0.25}, source_districts(city))
         executor = RayExecutor(
-            channels=ChannelOptions(linger_ms=2),
-            checkpoints=checkpoint_options(city, interval_s=0.25),
-            placement={"districts": ActorOptions(scheduling_strategy="SPREAD")},
+            channels=ChannelOptions(linger_ms=2), checkpoints=checkpoint_options(city, interval_s=0.25), colocation=colocation
         )
         job = executor.submit(city_flow(city, mode="replay", duration_s=duration_s, seed=seed))
         consoles = [Console(city, i) for i in range(len(city.gateways))]
@@ -52,7 +54,9 @@ def main(root: Path, duration_s: float, seed: int) -> dict[str, object]:
             assert time.monotonic() < deadline, "no recovery after the node was removed"
             time.sleep(0.05)
         recovery = job.recoveries[0]
-        nodes_after = {info["node"] for info in job.tasks.values()}
+        after = job.tasks
+        nodes_after = {info["node"] for info in after.values()}
+        groups_after = {info["placement_group"] for name, info in after.items() if name.startswith("districts[")}
         result = job.wait(timeout=400)
         recoveries = result.recoveries
         remaining = {w.node_id for w in workers if w is not victim}
@@ -72,6 +76,8 @@ def main(root: Path, duration_s: float, seed: int) -> dict[str, object]:
             "district_nodes_before": sorted(set(district_nodes.values())),
             "removed_node": victim.node_id,
             "tasks_after_on_remaining_nodes": nodes_after <= remaining,
+            "districts_in_their_group_after": len(groups_after) == 1 and None not in groups_after,
+            "district_nodes_after": sorted({info["node"] for n, info in after.items() if n.startswith("districts[")}),
             "seconds_to_running_again": round(recovery.running_at - removed_at, 3),
             "recovered_from_checkpoint": recovery.checkpoint_id,
         }

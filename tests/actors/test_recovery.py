@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import ray
-from recovery_support import Console, catch_up, reference_ids, scratch_city
+from recovery_support import Console, catch_up, reference_ids, scratch_city, wait_until
 
 from actors.city import checkpoint_options, city_flow
 from engine import ChannelOptions, RayExecutor, RayJob
@@ -26,13 +26,6 @@ def expected(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """The incident ids of the replay without failure; the ports and directories of the city
     do not change them."""
     return reference_ids(scratch_city(tmp_path_factory.mktemp("reference")), DURATION_S, SEED)
-
-
-def wait_until(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def completed(job: RayJob) -> int:
@@ -89,7 +82,8 @@ def test_killed_district_and_gateway_actors_lose_no_incident_and_deliver_none_tw
 
 def test_a_lost_node_hosting_a_district_actor_is_recovered_on_the_remaining_node(tmp_path: Path, expected: list[str]) -> None:
     """A cluster of a head (no CPUs) and two worker nodes on this machine, in a process of its
-    own; the node of districts[0] is removed mid-run and the job recovers on the other."""
+    own; the districts are in spread placement-group bundles; the node of districts[0] is
+    removed mid-run and the job recovers on the other, its bundle placed again there."""
     import json
     import os
     import subprocess
@@ -103,6 +97,8 @@ def test_a_lost_node_hosting_a_district_actor_is_recovered_on_the_remaining_node
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["tasks_after_on_remaining_nodes"] and report["recovered_from_checkpoint"] is not None, report
+    assert len(report["district_nodes_before"]) == 2, report  # spread over both workers at first
+    assert report["districts_in_their_group_after"], report  # the lost node's bundle placed again
     assert len(report["recoveries"]) >= 1 and "died" in report["recoveries"][0], report
     assert report["result_matches"] and report["delivered_matches"], report
     assert not report["twice"] and not report["gaps"], report

@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "actors")]
 
 from ray.cluster_utils import Cluster  # noqa: E402
 from ray.util.state import list_actors  # noqa: E402
-from recovery_support import Console, catch_up, free_ports  # noqa: E402
+from recovery_support import Console, catch_up, free_ports, wait_until  # noqa: E402
 
 from actors.incident_log import IncidentLog  # noqa: E402
 from actors.topology import load_city  # noqa: E402
@@ -39,17 +39,6 @@ def cli(*args: str, timeout: float = 200) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "actors.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
-
-
-def wait_until(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def jobs_api_up(url: str) -> bool:
@@ -101,13 +90,25 @@ def main(root: Path, seed: int) -> dict[str, Any]:
             alive = list_actors(address=url, filters=[("state", "=", "ALIVE")], limit=1000, detail=True)
             return {a.name: a for a in alive if a.name and (a.ray_namespace or "").startswith("citystream.city.")}
 
+        def actors_left() -> list[str]:
+            """The job's actors still alive once Ray has had 30 s to stop them (it does so after the driver ends)."""
+            deadline = time.monotonic() + 30
+            while (left := task_actors()) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            return sorted(left)
+
         first = submit("city-first")
         consoles = [Console(city, i) for i in range(len(city.gateways))]
         for console in consoles:
             console.start()
         names = [f"{op}[{i}]" for op in ("districts", "gateways", "cameras") for i in range(3)]
         names += [f"stations[{i}]" for i in range(len(city.stations))]
-        actors = wait_until(lambda: (found := task_actors()) and all(n in found for n in names) and found, 180, "the actors")
+        def placed() -> dict[str, Any]:
+            assert first.poll() is None, f"citystream submit ended: {first.communicate()[0][-3000:]}"
+            found = task_actors()
+            return found if all(n in found for n in names) else {}
+
+        actors = wait_until(placed, 180, "the actors")
         lap("placed")
         node = lambda name: actors[name].node_id
         district_of = {s.id: [d.id for d in city.districts].index(s.district) for s in city.stations}
@@ -134,7 +135,7 @@ def main(root: Path, seed: int) -> dict[str, Any]:
             "submit_code": first.returncode,
             "out": output[-5000:],
             "status_after": cli("status", "city-first", "--address", url).stdout,
-            "actors_left": sorted(task_actors()),
+            "actors_left": actors_left(),
         }
         lap("stopped")
 
@@ -150,7 +151,7 @@ def main(root: Path, seed: int) -> dict[str, Any]:
             "submit_code": second.returncode,
             "out": output[-5000:],
             "status_after": cli("status", "city-restored", "--address", url).stdout,
-            "actors_left": sorted(task_actors()),
+            "actors_left": actors_left(),
         }
         report["status_all"] = cli("status", "--address", url).stdout
         lap("stopped_again")

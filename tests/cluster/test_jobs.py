@@ -56,7 +56,7 @@ def test_the_runtime_environment_ships_the_code_and_the_pinned_dependencies():
 def test_addresses_of_the_jobs_api():
     assert jobs.address_of("head:8265") == "http://head:8265"
     assert jobs.address_of("https://ray.example:443") == "https://ray.example:443"
-    for wrong in ("ray://head:10001", "head:6379", "auto"):
+    for wrong in ("ray://head:10001", "auto"):
         with pytest.raises(jobs.JobsError, match="the Jobs API is on the dashboard"):
             jobs.address_of(wrong)
 
@@ -85,5 +85,18 @@ def test_submit_reports_a_bad_config_a_foreign_working_directory_and_an_absent_c
     assert "has no citystream code" in printed()
     assert main(["submit", "--address", "http://127.0.0.1:9", "--", "run", "--set", "dispatch.host=0.0.0.0"]) == 1
     out = printed()
-    assert "no Ray Jobs API at http://127.0.0.1:9" in out
+    assert "no Ray Jobs API at http://127.0.0.1:9 (it is on the dashboard's port, 8265 by default" in out
     assert "checkpoints go to a local directory" in out and "s3://" in out  # a local checkpoint directory on a cluster: warned
+
+
+def test_options_are_not_abbreviated_and_every_form_of_a_file_option_is_rewritten():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--conf", "x.toml"])
+    config = str(ROOT / "actors/config/incheon.toml")
+    words = ["run", f"--config={config}"]
+    assert _job_command_line(words, parsed(*words), ROOT) == [
+        "run", "--config", "actors/config/incheon.toml", "--no-view",
+    ]  # fmt: skip
+    left_out = ROOT / "var" / "city.toml"
+    with pytest.raises(jobs.JobsError, match="is under var/, which does not travel with the job"):
+        jobs.in_working_dir(left_out, ROOT, "config")

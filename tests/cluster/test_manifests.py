@@ -22,6 +22,7 @@ CLUSTER = Path(__file__).resolve().parent.parent.parent / "cluster"
 CITY = load_city()
 IMAGE = f"rayproject/ray:{ray.__version__}-py{sys.version_info.major}{sys.version_info.minor}-cpu"
 GATEWAY_PORTS = sorted(g.port for g in CITY.gateways)
+EDGE_PORTS = GATEWAY_PORTS + [CITY.dispatch.ingest_port, CITY.dispatch.ingest_port + 1]  # and the ingest services
 
 
 def documents(name: str) -> dict[str, Any]:
@@ -42,7 +43,8 @@ def test_the_ray_cluster_launcher_config_is_valid_for_this_ray() -> None:
     types = config["available_node_types"]
     assert types[config["head_node_type"]]["resources"] == {"CPU": 0}  # no task actors on the head
     labelled = [t for t in types.values() if t["resources"].get(CITY.placement.gateway_resource, 0) > 0]
-    assert labelled and all(t["min_workers"] >= 1 for t in labelled)
+    # Gateway nodes: at least one, and no CPUs for the districts' bundles or other actors.
+    assert labelled and all(t["min_workers"] >= 1 and t["resources"]["CPU"] == 0 for t in labelled)
     workers = sum(t.get("min_workers", 0) for name, t in types.items() if name != config["head_node_type"])
     assert workers >= len(CITY.districts) + 1  # a node per district, and the gateways'
     # The dependencies: the project's (Ray comes with the image), pinned by constraints.txt.
@@ -53,9 +55,10 @@ def test_the_ray_cluster_launcher_config_is_valid_for_this_ray() -> None:
     assert config["file_mounts"] == {"/home/ray/citystream": "."}
     head_start = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=0.0.0.0" in head_start  # the Jobs API, for citystream submit
-    # The consoles reach every gateway port.
-    (rule,) = config["provider"]["security_group"]["IpPermissions"]
-    assert (rule["FromPort"], rule["ToPort"]) == (GATEWAY_PORTS[0], GATEWAY_PORTS[-1])
+    # The consoles reach every gateway port, the edge devices the ingest ports; nothing else.
+    rules = config["provider"]["security_group"]["IpPermissions"]
+    opened = sorted(port for r in rules for port in range(r["FromPort"], r["ToPort"] + 1))
+    assert opened == EDGE_PORTS
 
 
 def test_the_kuberay_cluster_labels_gateway_pods_and_exposes_their_ports() -> None:
@@ -71,12 +74,14 @@ def test_the_kuberay_cluster_labels_gateway_pods_and_exposes_their_ports() -> No
     assert groups["districts"]["minReplicas"] >= len(CITY.districts)
     gateways = groups["gateways"]
     resources = json.loads(json.loads(gateways["rayStartParams"]["resources"]))  # KubeRay's quoted JSON
-    assert resources == {CITY.placement.gateway_resource: 1}
+    assert resources == {CITY.placement.gateway_resource: 1} and gateways["rayStartParams"]["num-cpus"] == "0"
+    assert spec["enableInTreeAutoscaling"] is True  # what minReplicas..maxReplicas need
     for group in groups.values():
         assert images(group["template"]) == [IMAGE]
         assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
     (container,) = gateways["template"]["spec"]["containers"]
-    assert sorted(p["containerPort"] for p in container["ports"]) == GATEWAY_PORTS
+    assert sorted(p["containerPort"] for p in container["ports"]) == EDGE_PORTS
+    assert all(len(p["name"]) <= 15 for p in container["ports"])  # Kubernetes' limit on port names
     # The incident logs outlive the pod; the dispatch certificate comes from a secret.
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in gateways["template"]["spec"]["volumes"]}
@@ -84,7 +89,7 @@ def test_the_kuberay_cluster_labels_gateway_pods_and_exposes_their_ports() -> No
     assert "secretName" in volumes["dispatch-tls"]["secret"]
     # The Service selects the gateway pods (KubeRay's labels) and carries each gateway's port.
     assert service["spec"]["selector"] == {"ray.io/cluster": cluster["metadata"]["name"], "ray.io/group": "gateways"}
-    assert sorted((p["port"], p["targetPort"]) for p in service["spec"]["ports"]) == [(p, p) for p in GATEWAY_PORTS]
+    assert sorted((p["port"], p["targetPort"]) for p in service["spec"]["ports"]) == [(p, p) for p in EDGE_PORTS]
     assert {service["metadata"]["namespace"], claim["metadata"]["namespace"]} == {cluster["metadata"]["namespace"]}
     assert set(mounts) == {"incidents", "dispatch-tls"}
 
@@ -110,6 +115,10 @@ def test_the_kuberay_job_runs_a_command_line_the_cli_accepts_with_checkpoints_on
     assert Path(city.dispatch.tls_cert).parent == Path(city.dispatch.tls_key).parent == Path(mounts["dispatch-tls"])
     assert city.placement.gateway_nodes == "required"
     env = yaml.safe_load(spec["runtimeEnvYAML"])
-    assert env["working_dir"].startswith("s3://") and env["working_dir"].endswith(".zip")
+    # A zip of each commit (Ray keeps a downloaded working directory by its URI), as
+    # `make cluster-package` names it: the README's sed puts the commit in.
+    assert env["working_dir"].startswith("s3://") and env["working_dir"].endswith("/citystream-@COMMIT@.zip")
+    makefile = (CLUSTER.parent / "Makefile").read_text()
+    assert "-o dist/citystream-$$(git rev-parse --short HEAD).zip" in makefile
     assert env["pip"]["packages"] == pinned_requirements()
     assert env["env_vars"]["RAY_JOB_STOP_SIGNAL"] == "SIGINT"  # a stop takes a savepoint
