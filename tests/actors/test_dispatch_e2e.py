@@ -27,7 +27,7 @@ def wait_for(path, timeout=120.0):
 
 
 def test_a_console_subscribed_to_a_gateway_receives_its_incidents_on_ray(ray_instance, tmp_path):
-    city = load_city()
+    city = load_city(overrides=["simulation.batch_ms=1000"])  # frames of a simulated second: a faster replay
     city = dataclasses.replace(
         city,
         gateways=tuple(dataclasses.replace(g, port=0) for g in city.gateways),

@@ -51,13 +51,15 @@ def jobs_api_up(url: str) -> bool:
 
 def main(root: Path, seed: int) -> dict[str, Any]:
     city = load_city()
-    dashboard_port, *ports = free_ports(1 + len(city.gateways))
+    dashboard_port, agent_port, *ports = free_ports(2 + len(city.gateways))
     overrides = [f"gateways.{i}.port={port}" for i, port in enumerate(ports)] + [
         f"dispatch.log_dir={root / 'incidents'}",
         f"checkpoints.directory={root / 'checkpoints'}",  # one disk for both nodes: shared storage
         "dispatch.ingest_port=-1",
         "placement.gateway_nodes=required",
-        "simulation.detections_per_camera_per_s=2",  # simulated time runs faster: incidents come sooner
+        # Simulated time runs faster, so that incidents come sooner: fewer rows, bigger frames.
+        "simulation.detections_per_camera_per_s=2",
+        "simulation.batch_ms=1000",
     ]
     city = load_city(overrides=overrides)
     storage = CheckpointStorage(city.checkpoints.directory, "city")
@@ -67,7 +69,15 @@ def main(root: Path, seed: int) -> dict[str, Any]:
     report: dict[str, Any] = {"times": {}}
     begun = time.monotonic()
     lap = lambda name: report["times"].__setitem__(name, round(time.monotonic() - begun, 1))
-    head_args = {"num_cpus": 2, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": dashboard_port}
+    # The head's dashboard agent (which runs the jobs) on a port of its own: Ray's default one
+    # may be taken by another Ray instance on this machine (the suite's).
+    head_args = {
+        "num_cpus": 2,
+        "include_dashboard": True,
+        "dashboard_host": "127.0.0.1",
+        "dashboard_port": dashboard_port,
+        "dashboard_agent_listen_port": agent_port,
+    }
     cluster = Cluster(initialize_head=True, head_node_args=head_args)
     submits: list[subprocess.Popen[str]] = []
     try:
