@@ -642,6 +642,7 @@ class JobCoordinator:
         self._outcomes: dict[str, TaskOutcome] = {}
         self._generation = 0
         self._stopping = False
+        self._final_savepoint = False  # the job ends after it: no periodic checkpoint after it
         self.recoveries: list[RecoveryRecord] = []
         self._checkpoints: CheckpointCoordinator | None = None
         self._storage: CheckpointStorage | None = None
@@ -866,7 +867,7 @@ class JobCoordinator:
         if cp is None or self._stopping:
             return
         cp.abort_expired()
-        if cp.due():
+        if cp.due() and not self._final_savepoint:
             self._trigger(cp.begin())
         self._acknowledge_finished()
 
@@ -927,8 +928,10 @@ class JobCoordinator:
             self._acknowledge(checkpoint_id, report)
 
     @ray.method(concurrency_group="control")
-    def savepoint(self, timeout: float = 60.0) -> int:
-        """Takes a checkpoint now and returns its id once it is complete."""
+    def savepoint(self, timeout: float = 60.0, final: bool = False) -> int:
+        """Takes a checkpoint now and returns its id once it is complete. ``final``: the job
+        ends after it, so no periodic checkpoint starts after it (the savepoint stays the last
+        one, the one a restore resumes from)."""
         cp = self._checkpoints
         if cp is None:
             raise CitystreamError(f"job '{self.plan.job}' runs without checkpoints: there is nothing to take a savepoint with")
@@ -938,6 +941,7 @@ class JobCoordinator:
                 if not cp.pending:
                     checkpoint_id = cp.begin()
                     self._trigger(checkpoint_id)
+                    self._final_savepoint = final
                     break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job '{self.plan.job}': a checkpoint is still running after {timeout} s")
@@ -947,8 +951,11 @@ class JobCoordinator:
                 if checkpoint_id not in cp.pending:
                     if checkpoint_id in cp.completed_ids:
                         return checkpoint_id
+                    self._final_savepoint = False  # the job goes on: so do its checkpoints
                     raise CitystreamError(f"job '{self.plan.job}': the savepoint (checkpoint {checkpoint_id}) was given up")
             time.sleep(0.01)
+        with self._lock:
+            self._final_savepoint = False
         raise TimeoutError(f"job '{self.plan.job}': the savepoint (checkpoint {checkpoint_id}) took more than {timeout} s")
 
     # ---- ending ---------------------------------------------------------------------------
@@ -1182,15 +1189,16 @@ class RayJob:
         self.coordinator.stop.remote()
         return self.wait(timeout)
 
-    def savepoint(self, timeout: float = 60.0) -> int:
-        """Takes a checkpoint now; returns its id once complete (``restore`` resumes from it)."""
-        return cast(int, ray.get(self.coordinator.savepoint.remote(timeout)))
+    def savepoint(self, timeout: float = 60.0, final: bool = False) -> int:
+        """Takes a checkpoint now; returns its id once complete (``restore`` resumes from it).
+        ``final``: no periodic checkpoint follows it (the job is about to end)."""
+        return cast(int, ray.get(self.coordinator.savepoint.remote(timeout, final)))
 
     def stop_with_savepoint(self, timeout: float = 60.0) -> tuple[int, JobResult]:
         """Takes a savepoint, then ends the job without draining: open windows stay in the
         savepoint and fire when the job is restored from it (``CheckpointOptions(restore=True)``).
         Returns the savepoint's id and what the sinks and tasks held at the end."""
-        checkpoint_id = self.savepoint(timeout)
+        checkpoint_id = self.savepoint(timeout, final=True)
         result = JobResult(self.plan.job, outputs=self.peek(), metrics=self.metrics())
         status = self.status()
         result.recoveries = [r.reason for r in status["recoveries"]]

@@ -344,3 +344,40 @@ def test_a_task_gives_a_checkpoint_up_rather_than_hold_too_much() -> None:
     assert not task.blocked(0) and task.operators[0].sums["k3"] == 6
     task.handle(1, Barrier(1), 0.0)  # its late barrier starts nothing
     assert not task.blocked(1) and ("snapshot", 1) not in sent
+
+
+def slowly(batch: pa.RecordBatch) -> pa.RecordBatch:
+    import time
+
+    time.sleep(0.01)
+    return batch
+
+
+def test_on_ray_stop_with_savepoint_is_the_last_checkpoint_and_restore_goes_on_from_it(tmp_path: Path, ray_instance: Any) -> None:
+    """Checkpoints every 50 ms while the job runs; the savepoint of a stop is the last one (no
+    periodic checkpoint starts after it), and the job restored from it ends with every row."""
+    import time
+
+    from engine import ChannelOptions, RayExecutor
+
+    def slow_flow() -> Dataflow:
+        f = Dataflow("ckpt-savepoint", parallelism=1)
+        stream = f.from_table("rows", table(), "ts", batch_size=BATCH).map_batches(slowly, name="slowly")
+        schema = stream.schema.append(pa.field("total", pa.int64()))
+        stream.key_by("key").process(RunningSum, schema, "sums").sink_each(Rows, "out", parallelism=1)
+        return f
+
+    directory = str(tmp_path / "checkpoints")
+    channels = ChannelOptions(credits=2, batch_rows=100, linger_ms=1)
+    job = RayExecutor(channels=channels, checkpoints=CheckpointOptions(directory, interval_s=0.05, keep=100)).submit(slow_flow())
+    storage = CheckpointStorage(directory, "ckpt-savepoint")
+    deadline = time.monotonic() + 60
+    while len(storage.ids()) < 3:
+        assert time.monotonic() < deadline, "no checkpoints"
+        time.sleep(0.05)
+    savepoint, stopped = job.stop_with_savepoint(timeout=30)
+    assert storage.ids()[-1] == savepoint  # the job is cancelled: nothing more can come
+    assert 0 < len(stopped.table("out")) < TOTAL
+    options = CheckpointOptions(directory, interval_s=3600, restore=True)
+    resumed = RayExecutor(channels=channels, checkpoints=options).run(slow_flow(), timeout=120)
+    assert result_rows(resumed) == expected_rows()  # every row once (the restored sink's and the new ones), right sums
