@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "loadtest":
         return _loadtest(args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    console = Console()
+    # Into a log (a cluster job's, a pipe), a line stays one line: no wrapping at 80 columns.
+    console = Console(soft_wrap=not sys.stdout.isatty())
 
     from actors.city import checkpoint_options, city_flow
 

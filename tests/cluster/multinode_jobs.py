@@ -41,6 +41,13 @@ def cli(*args: str, timeout: float = 200) -> subprocess.CompletedProcess[str]:
     )
 
 
+def said(output: str) -> list[str]:
+    """The lines of a job's output the test looks at (the output also holds whatever Ray logs,
+    such as an actor's stack when it is killed)."""
+    marks = ("placement:", "savepoint", "restoring from", "incidents:")
+    return [line.strip() for line in output.splitlines() if any(m in line for m in marks)]
+
+
 def jobs_api_up(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/api/version", timeout=2) as response:
@@ -143,6 +150,7 @@ def main(root: Path, seed: int) -> dict[str, Any]:
             "stop_code": stop.returncode,
             "stop_out": stop.stdout[-1500:],
             "submit_code": first.returncode,
+            "said": said(output),
             "out": output[-5000:],
             "status_after": cli("status", "city-first", "--address", url).stdout,
             "actors_left": actors_left(),
@@ -159,6 +167,7 @@ def main(root: Path, seed: int) -> dict[str, Any]:
             "savepoint_before": savepoint,
             "stop_code": stop.returncode,
             "submit_code": second.returncode,
+            "said": said(output),
             "out": output[-5000:],
             "status_after": cli("status", "city-restored", "--address", url).stdout,
             "actors_left": actors_left(),

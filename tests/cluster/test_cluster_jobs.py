@@ -36,17 +36,19 @@ def test_the_city_job_submitted_to_a_two_node_cluster_is_placed_delivers_stops_a
     assert all(n > 0 for n in report["received_before_stop"]), report["received_before_stop"]
 
     first, second = report["first"], report["second"]
-    assert "placement: districts: a bundle of 1 CPU each, spread over 2 nodes, cameras and" in first["out"], first["out"]
-    assert "placement: gateways: on the nodes labelled 'gateway'" in first["out"]
+    said = " ".join(" ".join(first["said"]).split())  # as one line, however the console wrapped it
+    assert "placement: districts: a bundle of 1 CPU each, spread over 2 nodes, cameras and stations next" in said, first
+    assert "placement: gateways: on the nodes labelled 'gateway'" in said
     # `citystream stop`: a savepoint, then the job ends with nothing left running.
     assert first["stop_code"] == 0 and "STOPPED" in first["stop_out"], first
     assert first["submit_code"] == 0 and "STOPPED" in first["status_after"], first
-    savepoint = int(re.search(r"savepoint (\d+) written", first["out"]).group(1))  # type: ignore[union-attr]
+    savepoint = int(re.search(r"savepoint (\d+) written", said).group(1))  # type: ignore[union-attr]
     assert savepoint == second["savepoint_before"]
     assert first["actors_left"] == [] and second["actors_left"] == []
     # Submitted again with --restore: it resumes from the savepoint and checkpoints on.
-    assert "restoring from the last checkpoint" in second["out"], second["out"]
-    assert int(re.search(r"savepoint (\d+) written", second["out"]).group(1)) > savepoint  # type: ignore[union-attr]
+    said_again = " ".join(" ".join(second["said"]).split())
+    assert "restoring from the last checkpoint" in said_again, second
+    assert int(re.search(r"savepoint (\d+) written", said_again).group(1)) > savepoint  # type: ignore[union-attr]
     assert second["stop_code"] == 0 and second["submit_code"] == 0 and "STOPPED" in second["status_after"]
     assert "city-first" in report["status_all"] and "city-restored" in report["status_all"]
 
