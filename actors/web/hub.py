@@ -1,0 +1,59 @@
+"""Live events for the screens: each has an increasing id and a district ("" for the whole
+city); a page that reconnects sends the last id it saw (Server-Sent Events' Last-Event-ID)
+and gets what it missed, as far back as the hub remembers, then the live ones."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    kind: str  # "incident", "weather", "health"
+    district: str  # "" for events of the whole city
+    data: dict[str, Any]
+
+    def sse(self) -> str:
+        """The event as Server-Sent Events text."""
+        return f"id: {self.id}\nevent: {self.kind}\ndata: {json.dumps(self.data, separators=(',', ':'))}\n\n"
+
+
+class EventHub:
+    """Keeps the last ``history`` events; ``publish`` and ``follow`` run on one event loop."""
+
+    def __init__(self, history: int = 10_000) -> None:
+        self.events: deque[Event] = deque(maxlen=history)
+        self.last_id = 0
+        self._changed = asyncio.Condition()
+
+    async def publish(self, kind: str, district: str, data: dict[str, Any]) -> Event:
+        async with self._changed:
+            self.last_id += 1
+            event = Event(self.last_id, kind, district, data)
+            self.events.append(event)
+            self._changed.notify_all()
+        return event
+
+    def after(self, last_seen: int, districts: Iterable[str] | None) -> list[Event]:
+        """What came after ``last_seen`` for these districts (None: all); events of the whole
+        city go to everybody."""
+        allowed = None if districts is None else set(districts)
+        return [e for e in self.events if e.id > last_seen and (allowed is None or not e.district or e.district in allowed)]
+
+    async def follow(self, last_seen: int, districts: Iterable[str] | None) -> AsyncIterator[Event]:
+        """The events after ``last_seen``, then each new one, for as long as it is followed."""
+        allowed = None if districts is None else list(districts)
+        while True:
+            mark = self.last_id
+            for event in self.after(last_seen, allowed):  # taken before any wait: up to ``mark``
+                yield event
+            last_seen = mark
+            async with self._changed:
+                while self.last_id <= last_seen:
+                    await self._changed.wait()

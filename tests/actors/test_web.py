@@ -1,0 +1,64 @@
+"""The screens' pages and live events (issue 10, work in progress): the map from the topology,
+the residents' page without camera ids or positions, SSE scoped by token, with catch-up."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from actors.topology import load_city
+from actors.web.hub import EventHub
+from actors.web.render import dust_advice, map_svg, residents_page
+from actors.web.server import ScreenServer
+
+CITY = load_city()
+WEATHER = {"temperature": 18.5, "humidity": 40.0, "wind_speed": 3.2, "wind_direction": 270.0, "pm10": 160.0,
+           "precipitation": 0.0, "visibility": 9000.0}  # fmt: skip
+
+
+def test_the_map_draws_every_district_camera_and_station_of_the_topology():
+    svg = map_svg(CITY)
+    assert svg.count('class="district"') == len(CITY.districts)
+    assert svg.count('class="camera"') == len(CITY.cameras) and svg.count('class="station"') == len(CITY.stations)
+    songdo = map_svg(CITY, {"songdo"})
+    assert "yeongjong-skyway" not in songdo and "songdo-g-tower" in songdo
+
+
+def test_the_residents_page_has_weather_advice_and_counts_but_no_camera_or_position():
+    page = residents_page(CITY, "songdo", WEATHER, {"intrusion": 2, "fire": 1})
+    assert "Yellow dust: very bad" in page and "160.0 µg/m³" in page and "<th>intrusion</th><td>2</td>" in page
+    for camera in CITY.cameras:
+        assert camera.id not in page and f"{camera.lat}" not in page and f"{camera.lon}" not in page
+    assert dust_advice(20.0)[0] == "good" and dust_advice(None)[0] == "unknown"
+
+
+def test_events_are_scoped_by_token_and_a_page_that_comes_back_gets_what_it_missed():
+    async def scenario() -> None:
+        hub = EventHub()
+        server = ScreenServer(CITY, hub)
+        async with TestClient(TestServer(server.app)) as client:
+            assert (await client.get("/events")).status == 401
+            await hub.publish("incident", "songdo", {"incident_id": "a"})
+            await hub.publish("incident", "cheongna", {"incident_id": "b"})
+            await hub.publish("health", "", {"rows_per_s": 10})
+            songdo = await client.get("/events", headers={"Authorization": "Bearer songdo-demo-token"})
+            text = await read_events(songdo, 2)
+            assert '"incident_id":"a"' in text and '"rows_per_s":10' in text and '"b"' not in text
+            # Back after event 1: only what came later (and it may see), then the live ones.
+            again = await client.get("/events?token=ioc-demo-token", headers={"Last-Event-ID": "1"})
+            await hub.publish("weather", "yeongjong", {"pm10": 90.0})
+            text = await read_events(again, 3)
+            assert "id: 1\n" not in text and "id: 2\n" in text and "id: 4\n" in text and "event: weather" in text
+            residents = await client.get("/residents/songdo")
+            assert residents.status == 200 and (await client.get("/residents/atlantis")).status == 404
+
+    asyncio.run(scenario())
+
+
+async def read_events(response, count: int) -> str:
+    text = ""
+    while text.count("\n\n") < count + 1:  # the retry line, then the events
+        text += (await asyncio.wait_for(response.content.readany(), 5)).decode()
+    response.close()
+    return text
