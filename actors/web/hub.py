@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ class Event:
     district: str  # "" for events of the whole city
     data: dict[str, Any]
 
-    def sse(self) -> str:
-        """The event as Server-Sent Events text."""
-        return f"id: {self.id}\nevent: {self.kind}\ndata: {json.dumps(self.data, separators=(',', ':'))}\n\n"
+    def sse(self, epoch: str) -> str:
+        """The event as Server-Sent Events text; its id carries the hub's epoch, so that a page
+        coming back to a restarted server (ids from 1 again) is given everything it has."""
+        return f"id: {epoch}:{self.id}\nevent: {self.kind}\ndata: {json.dumps(self.data, separators=(',', ':'))}\n\n"
 
 
 class EventHub:
@@ -30,7 +32,19 @@ class EventHub:
     def __init__(self, history: int = 10_000) -> None:
         self.events: deque[Event] = deque(maxlen=history)
         self.last_id = 0
+        self.epoch = uuid.uuid4().hex[:8]  # a new one each time the hub (the server) starts
         self._changed = asyncio.Condition()
+
+    def last_seen(self, header: str) -> int:
+        """The id to go on after, from a page's Last-Event-ID (``epoch:id``): 0 (everything
+        still kept) when it is of another epoch or there is none."""
+        epoch, sep, number = header.partition(":")
+        if not sep or epoch != self.epoch:
+            return 0
+        try:
+            return int(number)
+        except ValueError:
+            return 0
 
     async def publish(self, kind: str, district: str, data: dict[str, Any]) -> Event:
         async with self._changed:

@@ -5,6 +5,7 @@ position or personal data: only a district's weather, its dust advisory and coun
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Mapping
 
 from actors.schemas import INCIDENT_KINDS, WEATHER_CONTEXT
@@ -107,4 +108,69 @@ def residents_page(city: City, district: str, weather: Mapping[str, float] | Non
         f"<body><h1>{html.escape(name)}</h1><h2>Weather now</h2><table class=\"weather\">{rows}</table>{warning}"
         f"<h2>Safety: incidents in the last 24 hours</h2><table class=\"counts\">{kinds}</table>"
         "<p>Keep valuables out of sight, walk lit streets at night, and call 112 in an emergency.</p></body></html>"
+    )
+
+
+# The page's script: an EventSource on /events (the browser reconnects by itself and sends the
+# last id it saw; the server sends what it missed), incidents on the map and in a list coloured
+# by severity (a click shows the evidence and the weather of that moment), the latest weather
+# per district, the pipeline's health.
+SCRIPT = """
+const colours = %(colours)s;
+const token = new URLSearchParams(location.search).get("token") || "";
+const source = new EventSource("/events?token=" + encodeURIComponent(token));
+const status = document.getElementById("status");
+source.onopen = () => { status.textContent = "live"; };
+source.onerror = () => { status.textContent = "reconnecting ..."; };
+source.addEventListener("incident", (e) => {
+  const i = JSON.parse(e.data);
+  if (document.getElementById("incident-" + i.incident_id)) return;
+  const li = document.createElement("li");
+  li.id = "incident-" + i.incident_id;
+  li.className = "incident severity-" + i.severity;
+  li.style.borderLeft = "8px solid " + colours[i.severity];
+  li.textContent = `${i.window_end} ${i.district} ${i.kind} (severity ${i.severity})`;
+  li.onclick = () => {
+    document.getElementById("detail").textContent = i.evidence + "\\n" +
+      Object.entries(i.weather).map(([k, v]) => `${k}: ${v}`).join(", ");
+  };
+  document.getElementById("incidents").prepend(li);
+  for (const camera of i.cameras) {
+    const mark = document.querySelector(`[data-camera="${camera}"]`);
+    if (mark) mark.setAttribute("fill", colours[i.severity]);
+  }
+});
+source.addEventListener("weather", (e) => {
+  const w = JSON.parse(e.data);
+  for (const [field, value] of Object.entries(w.values)) {
+    const cell = document.getElementById(`weather-${w.district}-${field}`);
+    if (cell) cell.textContent = value.toFixed(1);
+  }
+});
+source.addEventListener("health", (e) => {
+  document.getElementById("health").textContent = JSON.stringify(JSON.parse(e.data));
+});
+"""
+
+
+def operations_page(city: City, districts: set[str]) -> str:
+    """The operations-center screen for an operator who may see ``districts``."""
+    shown = [d for d in city.districts if d.id in districts]
+    header = "".join(f"<th>{f.replace('_', ' ')} ({UNITS[f]})</th>" for f in WEATHER_CONTEXT)
+    rows = "".join(
+        f"<tr><th>{html.escape(d.name)}</th>"
+        + "".join(f'<td id="weather-{d.id}-{f}">-</td>' for f in WEATHER_CONTEXT)
+        + "</tr>"
+        for d in shown
+    )
+    script = SCRIPT % {"colours": json.dumps(SEVERITY_COLOURS)}
+    return (
+        f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(city.name)}</title>"
+        "<style>body{font-family:sans-serif;margin:1em}#incidents{list-style:none;padding:0}"
+        ".incident{padding:2px 6px;margin:2px 0;cursor:pointer}</style></head><body>"
+        f"<h1>{html.escape(city.name)} <small id=\"status\">connecting ...</small></h1>"
+        + map_svg(city, districts)
+        + f"<table id=\"weather\"><tr><th></th>{header}</tr>{rows}</table>"
+        + '<h2>Incidents</h2><ul id="incidents"></ul><pre id="detail"></pre><h2>Pipeline</h2><pre id="health"></pre>'
+        + f"<script>{script}</script></body></html>"
     )

@@ -12,7 +12,7 @@ from aiohttp import web
 from actors.dispatch import token_digest
 from actors.topology import City
 from actors.web.hub import EventHub
-from actors.web.render import map_svg, residents_page
+from actors.web.render import operations_page, residents_page
 
 
 class ScreenServer:
@@ -48,23 +48,17 @@ class ScreenServer:
 
     async def operations(self, request: web.Request) -> web.Response:
         districts = self.districts_of(request)
-        body = f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{self.city.name}</title></head><body>"
-        body += map_svg(self.city, set(districts)) + '<ul id="incidents"></ul></body></html>'
-        return web.Response(text=body, content_type="text/html")
+        return web.Response(text=operations_page(self.city, set(districts)), content_type="text/html")
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         districts = self.districts_of(request)
-        last = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
-        try:
-            last_seen = int(last)
-        except ValueError:
-            raise web.HTTPBadRequest(text=f"Last-Event-ID must be a number, not {last!r}") from None
+        last_seen = self.hub.last_seen(request.headers.get("Last-Event-ID") or request.query.get("after") or "")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         await response.write(b"retry: 1000\n\n")  # a page that loses the stream comes back within a second
         try:
             async for event in self.hub.follow(last_seen, districts):
-                await response.write(event.sse().encode())
+                await response.write(event.sse(self.hub.epoch).encode())
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         return response

@@ -46,10 +46,15 @@ def test_events_are_scoped_by_token_and_a_page_that_comes_back_gets_what_it_miss
             text = await read_events(songdo, 2)
             assert '"incident_id":"a"' in text and '"rows_per_s":10' in text and '"b"' not in text
             # Back after event 1: only what came later (and it may see), then the live ones.
-            again = await client.get("/events?token=ioc-demo-token", headers={"Last-Event-ID": "1"})
+            again = await client.get("/events?token=ioc-demo-token", headers={"Last-Event-ID": f"{hub.epoch}:1"})
             await hub.publish("weather", "yeongjong", {"pm10": 90.0})
             text = await read_events(again, 3)
-            assert "id: 1\n" not in text and "id: 2\n" in text and "id: 4\n" in text and "event: weather" in text
+            assert f"id: {hub.epoch}:1\n" not in text and f"id: {hub.epoch}:2\n" in text and "event: weather" in text
+            # A page that saw another server (restarted: another epoch) gets everything kept.
+            other = await client.get("/events?token=ioc-demo-token", headers={"Last-Event-ID": "0123abcd:3"})
+            assert f"id: {hub.epoch}:1\n" in await read_events(other, 4)
+            page = await (await client.get("/?token=songdo-demo-token")).text()
+            assert 'id="weather-songdo-pm10"' in page and "weather-cheongna" not in page and "EventSource" in page
             residents = await client.get("/residents/songdo")
             assert residents.status == 200 and (await client.get("/residents/atlantis")).status == 404
 
