@@ -169,6 +169,16 @@ class Checkpoints:
     max_restarts: int = 3
 
 
+@dataclass(frozen=True)
+class Screen:
+    """The operations-center screen and the residents' pages (HTTP on ``dispatch.host``;
+    ``port`` 0: any free port). ``counts_window_s``: the tumbling window of the residents'
+    daily incident counts."""
+
+    port: int = 8080
+    counts_window_s: float = 86_400.0
+
+
 PLACEMENT_STRATEGIES = ("spread", "strict_spread", "pack", "strict_pack", "none")
 
 
@@ -207,6 +217,7 @@ class City:
     dispatch: Dispatch = Dispatch()
     checkpoints: Checkpoints = Checkpoints()
     placement: Placement = Placement()
+    screen: Screen = Screen()
 
     def district_ids(self) -> list[str]:
         return [d.id for d in self.districts]

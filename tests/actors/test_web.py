@@ -67,3 +67,35 @@ async def read_events(response, count: int) -> str:
         text += (await asyncio.wait_for(response.content.readany(), 5)).decode()
     response.close()
     return text
+
+
+def test_the_screen_sink_keeps_the_latest_weather_and_counts_and_serves_them():
+    import dataclasses
+    import json
+    import urllib.request
+
+    import pyarrow as pa
+
+    from actors.web.screen import SCREEN_EVENT, ScreenSink
+
+    city = dataclasses.replace(CITY, screen=dataclasses.replace(CITY.screen, port=0))
+    sink = ScreenSink(city)
+    sink.open(0, 1)
+    try:
+        rows = [
+            {"ts": 0, "kind": "weather", "district": "songdo", "payload": json.dumps({"station": "s", "values": WEATHER})},
+            {"ts": 1, "kind": "counts", "district": "songdo", "payload": json.dumps({"kind": "fire", "count": 3})},
+            {"ts": 2, "kind": "incident", "district": "songdo", "payload": json.dumps({"incident_id": "x", "severity": 4})},
+        ]
+        table = pa.Table.from_pylist(rows, schema=pa.schema([pa.field("ts", pa.int64()), *list(SCREEN_EVENT)[1:]]))
+        batch = table.cast(SCREEN_EVENT).to_batches()[0]
+        sink.process_batch(batch, 0, None)  # type: ignore[arg-type]
+        with urllib.request.urlopen(f"http://{sink.address}/api/residents/songdo", timeout=5) as response:
+            data = json.loads(response.read())
+        assert data == {"weather": WEATHER, "incidents_24h": {"fire": 3}}
+        with urllib.request.urlopen(f"http://{sink.address}/residents/songdo", timeout=5) as response:
+            page = response.read().decode()
+        assert "Yellow dust: very bad" in page and "<th>fire</th><td>3</td>" in page
+        assert sink.result()["published"] == {"weather": 1, "counts": 1, "incident": 1}
+    finally:
+        sink.close()

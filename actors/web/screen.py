@@ -1,0 +1,159 @@
+"""The screens' task in the city job (issue 10, work in progress): incidents, weather readings
+and the 24-hour counts reach it as one stream of events (``SCREEN_EVENT``); it serves the
+operations page, the live events and the residents' pages on its own event-loop thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from actors.schemas import TIME, WEATHER_CONTEXT
+from actors.topology import City
+from actors.web.hub import EventHub
+from engine import CitystreamError, Collector, Sink
+
+logger = logging.getLogger(__name__)
+
+SCREEN_EVENT = pa.schema(
+    [pa.field("ts", TIME), pa.field("kind", pa.string()), pa.field("district", pa.string()), pa.field("payload", pa.string())]
+)
+
+
+def _events(ts: pa.Array, kind: str, districts: list[str], payloads: list[dict[str, Any]]) -> pa.RecordBatch:
+    return pa.record_batch(
+        [
+            ts.cast(TIME),
+            pa.array([kind] * len(districts), pa.string()),
+            pa.array(districts, pa.string()),
+            pa.array([json.dumps(p, default=str) for p in payloads], pa.string()),
+        ],
+        schema=SCREEN_EVENT,
+    )
+
+
+def incident_events(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Incidents as screen events: what the page shows and the evidence and weather of a click."""
+    rows = batch.to_pylist()
+    payloads = [
+        {
+            "incident_id": r["incident_id"],
+            "kind": r["kind"],
+            "severity": r["severity"],
+            "window_end": r["window_end"].isoformat() if r["window_end"] is not None else None,
+            "cameras": r["cameras"],
+            "evidence": r["evidence"],
+            "weather": {f: r[f"weather_{f}"] for f in WEATHER_CONTEXT},
+        }
+        for r in rows
+    ]
+    return _events(batch.column("trigger_time"), "incident", [r["district"] for r in rows], payloads)
+
+
+def weather_events(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Readings as screen events: a station's seven fields of the district's weather."""
+    rows = batch.to_pylist()
+    payloads = [{"station": r["station"], "values": {f: r[f] for f in WEATHER_CONTEXT}} for r in rows]
+    return _events(batch.column("ts"), "weather", [r["district"] for r in rows], payloads)
+
+
+def count_events(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The 24-hour window's incidents by district and kind, as screen events (no camera, no place)."""
+    rows = batch.to_pylist()
+    payloads = [{"kind": r["kind"], "count": r["count"], "window_end": str(r["window_end"])} for r in rows]
+    return _events(batch.column("window_end"), "counts", [r["district"] for r in rows], payloads)
+
+
+class ScreenSink(Sink):
+    """One task: keeps the latest weather and the last day's counts per district, publishes
+    every event to the hub, and (with ``serve``) serves the pages on ``screen.host:port``,
+    its address written to ``<log_dir>/screen.address``."""
+
+    def __init__(self, city: City, serve: bool = True) -> None:
+        self.city = city
+        self.serve = serve
+        self.published: Counter[str] = Counter()
+        self.weather: dict[str, dict[str, float]] = {}
+        self.counts: dict[str, dict[str, int]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: Any = None
+        self._runner: Any = None
+        self.address = ""
+
+    def open(self, task_index: int, parallelism: int) -> None:
+        if parallelism != 1:
+            raise CitystreamError(f"the screen runs as one task, not {parallelism}")
+        if self.serve:
+            self._start()
+
+    def _start(self, timeout: float = 30.0) -> None:
+        from actors.web.server import ScreenServer
+
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            try:
+                self._server = ScreenServer(self.city, EventHub())
+                self._server.weather, self._server.counts = self.weather, self.counts
+                loop.run_until_complete(self._listen())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="screen", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout) or failure:
+            raise CitystreamError(f"the screen could not start: {failure[0] if failure else 'timed out'}")
+        log_dir = Path(self.city.dispatch.log_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / "screen.address").write_text(self.address)
+        logger.warning("operations screen on http://%s/ (residents: http://%s/residents/<district>)", self.address, self.address)
+
+    async def _listen(self) -> None:
+        from aiohttp import web
+
+        self._runner = web.AppRunner(self._server.app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.city.dispatch.host, self.city.screen.port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.address = f"{self.city.dispatch.host}:{port}"
+
+    def process_batch(self, batch: pa.RecordBatch, input_index: int, out: Collector) -> None:
+        for row in batch.to_pylist():
+            kind, district, payload = row["kind"], row["district"], json.loads(row["payload"])
+            if kind == "weather":
+                self.weather[district] = payload["values"]
+                payload = {"district": district, **payload}
+            elif kind == "counts":
+                self.counts.setdefault(district, {})[payload["kind"]] = payload["count"]
+            self.published[kind] += 1
+            if self._loop is not None and self._server is not None:
+                asyncio.run_coroutine_threadsafe(self._server.hub.publish(kind, district, payload), self._loop)
+
+    def close(self) -> None:
+        (Path(self.city.dispatch.log_dir) / "screen.address").unlink(missing_ok=True)
+        loop = self._loop
+        if loop is not None and self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(timeout=10)
+            loop.call_soon_threadsafe(loop.stop)
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+        self._loop = None
+
+    def result(self) -> dict[str, Any]:
+        return {"published": dict(self.published), "weather": dict(self.weather), "counts": dict(self.counts)}
