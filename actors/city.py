@@ -118,12 +118,17 @@ def city_flow(
     serve: bool = True,
     camera_tasks: int | None = None,
     station_tasks: int | None = None,
+    screen: bool = True,
+    screen_key: str = "",
 ) -> Dataflow:
     """The whole graph. Without ``cameras``/``stations`` the simulated feeds of the topology
     run (one camera actor per camera group, one per station); tests pass table sources.
     ``serve``: the gateways log their incidents and serve them over gRPC (off: they only keep them).
     ``camera_tasks``, ``station_tasks``: parallelism of sources passed in (default 1; the
-    simulated feeds run one task per camera group and per station)."""
+    simulated feeds run one task per camera group and per station). ``screen``: the
+    operations-center screen and the residents' pages (``actors.web``), fed by the incidents,
+    the readings and the incidents' counts over ``[screen] counts_window_s``; ``screen_key``:
+    what the driver posts the pipeline's health with."""
     simulated_time = mode == "replay" and cameras is None and stations is None
     camera_tasks = len(city.camera_groups()) if cameras is None else camera_tasks or 1
     station_tasks = len(city.stations) if stations is None else station_tasks or 1
@@ -187,9 +192,23 @@ def city_flow(
     )
     gateways = {gateway.id: i for i, gateway in enumerate(city.gateways)}
     incidents.key_by("gateway", placement=gateways).sink_each(lambda: PoliceGateway(city, serve), "gateways", len(gateways))
+    if screen:
+        _screen(flow, city, incidents, readings, serve, screen_key)
     # Few rows, if any: one actor each.
     incidents.late().collect("late_detections", parallelism=1)
     for name, streams in zip(("refused_detections", "refused_readings"), refused, strict=True):
         first, *others = streams
         (first.union(*others, name=f"{name}_all").with_parallelism(1) if others else first).collect(name, parallelism=1)
     return flow
+
+
+def _screen(flow: Dataflow, city: City, incidents: Stream, readings: Stream, serve: bool, key: str) -> None:
+    """One screen task (``actors.web.screen.Screen``) fed by the incidents (input 0), the
+    readings (1) and the incidents' counts of a tumbling window by district and kind (2)."""
+    from actors.web.screen import SCREEN_EVENT, Screen
+    from operators import Tumbling, agg
+
+    window = Tumbling(timedelta(seconds=city.screen.counts_window_s))
+    counts = incidents.key_by("district", "kind").window(window, [agg("count")], name="incident_counts").with_parallelism(1)
+    # It emits nothing: a sink of three inputs (its output schema is only declared).
+    incidents.process(lambda: Screen(city, serve, key), SCREEN_EVENT, "screen", others=[readings, counts], event_time="ts")

@@ -199,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "live" and args.executor == "inline":
         console.print("[red]error:[/red] a live run needs the Ray executor (the inline one runs to the end of its sources)")
         return 2
-    flow = city_flow(city, mode=args.mode, duration_s=args.duration if args.mode == "replay" else None, seed=args.seed)
+    import secrets
+
+    screen_key = secrets.token_hex(16)  # this driver posts the pipeline's health to the screen with it
+    duration = args.duration if args.mode == "replay" else None
+    flow = city_flow(city, mode=args.mode, duration_s=duration, seed=args.seed, screen_key=screen_key)
     started = time.monotonic()
     try:
         checkpoints = checkpoint_options(city, interval_s=args.checkpoint_interval, restore=args.restore)
@@ -210,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.executor == "inline":
             result = InlineExecutor(checkpoints=checkpoints).run(flow)
         else:
-            result = _run_on_ray(flow, city, args, console, checkpoints)
+            result = _run_on_ray(flow, city, args, console, checkpoints, screen_key)
     except CitystreamError as exc:
         console.print(f"[red]job failed:[/red] {exc}")
         return 1
@@ -456,7 +460,7 @@ def _loadtest(args: argparse.Namespace) -> int:
 
 
 def _run_on_ray(
-    flow: Any, city: City, args: argparse.Namespace, console: Console, checkpoints: CheckpointOptions | None
+    flow: Any, city: City, args: argparse.Namespace, console: Console, checkpoints: CheckpointOptions | None, screen_key: str = ""
 ) -> JobResult:
     from actors.live import LiveView
     from cluster.placement import decide, live_nodes
@@ -478,11 +482,13 @@ def _run_on_ray(
             console.print(f"job [bold]{flow.name}[/bold]: {len(job.tasks)} actors in Ray namespace {job.namespace}")
             addresses = {n.node_id: n.address for n in nodes}
             _print_placement(console, decision.notes, job.tasks, addresses)
-            _print_endpoints(console, city, job.tasks, addresses)
+            screen = _print_endpoints(console, city, job.tasks, addresses)
+            health = _Health(screen, screen_key)
             with live:
                 while True:
                     with contextlib.suppress(TimeoutError):
                         return job.wait(timeout=1.0)
+                    health.post(job)
                     elapsed = time.monotonic() - started
                     if args.mode == "live" and args.duration is not None and elapsed >= args.duration:
                         return _stop(job, console, checkpoints is not None, timeout=120)
@@ -546,9 +552,51 @@ def _stop(job: Any, console: Console, savepoint: bool, timeout: float) -> JobRes
     return result
 
 
+class _Health:
+    """Posts the pipeline's health to the operations screen every few seconds: rows per second
+    by kind of task, the districts' watermark lag, time waiting for credits, checkpoints."""
+
+    def __init__(self, screen: str, key: str, every_s: float = 2.0) -> None:
+        self.url = f"http://{screen}/api/health" if screen else ""
+        self.key, self.every_s = key, every_s
+        self.last: tuple[float, dict[str, int]] | None = None
+
+    def post(self, job: Any) -> None:
+        now = time.monotonic()
+        if not self.url or (self.last is not None and now - self.last[0] < self.every_s):
+            return
+        import json
+        import urllib.request
+
+        metrics = job.metrics()
+        rows: dict[str, int] = {}
+        for name, m in metrics.items():
+            kind = name.split("[", 1)[0]
+            rows[kind] = rows.get(kind, 0) + m.rows_in
+        wall_ms = int(time.time() * 1000)
+        body: dict[str, Any] = {
+            "rows_per_s": {k: round((n - self.last[1].get(k, 0)) / (now - self.last[0]), 1) for k, n in rows.items()}
+            if self.last is not None
+            else {},
+            "watermark_lag_ms": {n: m.watermark_lag_ms(wall_ms) for n, m in metrics.items() if n.startswith("districts[")},
+            "backpressure_s": round(sum(m.backpressure_s for m in metrics.values()), 2),
+        }
+        stats = job.status().get("checkpoints")
+        if stats is not None:
+            body["checkpoints"] = {"completed": stats.completed, "last_duration_ms": stats.last_duration_ms}
+        self.last = (now, rows)
+        request = urllib.request.Request(
+            self.url, data=json.dumps(body).encode(), headers={"X-Citystream-Key": self.key, "Content-Type": "application/json"}
+        )
+        try:
+            urllib.request.urlopen(request, timeout=2).close()
+        except OSError as exc:
+            logging.getLogger(__name__).debug("health to the screen: %s", exc)
+
+
 def _print_endpoints(
     console: Console, city: City, tasks: dict[str, dict[str, Any]], addresses: dict[str, str], wait_s: float = 15.0
-) -> None:
+) -> str:
     """The addresses the gateways (and ingest services) serve on, once they have started: as
     they wrote them to the log directory when they run on this node, else the node's address
     and the configured port."""
@@ -572,6 +620,19 @@ def _print_endpoints(
         path = log_dir / f"{name}.address"
         if path.exists():
             console.print(f"  {name}: {path.read_text()}", highlight=False)
+    screen = ""
+    node = tasks.get("screen[0]", {}).get("node")
+    if node == here:
+        path = log_dir / "screen.address"
+        while time.monotonic() < deadline and not path.exists():
+            time.sleep(0.2)
+        screen = path.read_text() if path.exists() else ""
+    elif node is not None and city.screen.port:
+        screen = f"{addresses.get(node, node)}:{city.screen.port}"
+    if screen:
+        console.print(f"  operations screen: http://{screen}/?token=<token>", highlight=False)
+        console.print(f"  residents' pages: http://{screen}/residents/<district>", highlight=False)
+    return screen
     console.print(f"  a console: citystream console --gateway {city.dispatch.host}:<port> --token <token>", highlight=False)
 
 

@@ -144,7 +144,10 @@ source.addEventListener("weather", (e) => {
   const w = JSON.parse(e.data);
   for (const [field, value] of Object.entries(w.values)) {
     const cell = document.getElementById(`weather-${w.district}-${field}`);
-    if (cell) cell.textContent = value.toFixed(1);
+    if (cell) {
+      cell.textContent = value.toFixed(1);
+      cell.dataset.updates = String(Number(cell.dataset.updates || 0) + 1);
+    }
   }
 });
 source.addEventListener("health", (e) => {

@@ -17,7 +17,7 @@ import pyarrow as pa
 from actors.schemas import TIME, WEATHER_CONTEXT
 from actors.topology import City
 from actors.web.hub import EventHub
-from engine import CitystreamError, Collector, Sink
+from engine import CitystreamError, Collector, Operator
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ def incident_events(batch: pa.RecordBatch) -> pa.RecordBatch:
     payloads = [
         {
             "incident_id": r["incident_id"],
+            "district": r["district"],
             "kind": r["kind"],
             "severity": r["severity"],
             "window_end": r["window_end"].isoformat() if r["window_end"] is not None else None,
@@ -70,14 +71,19 @@ def count_events(batch: pa.RecordBatch) -> pa.RecordBatch:
     return _events(batch.column("window_end"), "counts", [r["district"] for r in rows], payloads)
 
 
-class ScreenSink(Sink):
-    """One task: keeps the latest weather and the last day's counts per district, publishes
-    every event to the hub, and (with ``serve``) serves the pages on ``screen.host:port``,
-    its address written to ``<log_dir>/screen.address``."""
+class Screen(Operator):
+    """One task of three inputs: incidents (0), weather readings (1) and the window's counts
+    by district and kind (2). It keeps the latest weather and the last window's counts per
+    district, publishes every event to the hub, and (with ``serve``) serves the pages on
+    ``dispatch.host:screen.port``, its address written to ``<log_dir>/screen.address``.
+    It emits nothing."""
 
-    def __init__(self, city: City, serve: bool = True) -> None:
+    EVENTS = (incident_events, weather_events, count_events)  # by input
+
+    def __init__(self, city: City, serve: bool = True, health_key: str = "") -> None:
         self.city = city
         self.serve = serve
+        self.health_key = health_key  # who may post the pipeline's health (the job's driver)
         self.published: Counter[str] = Counter()
         self.weather: dict[str, dict[str, float]] = {}
         self.counts: dict[str, dict[str, int]] = {}
@@ -104,7 +110,7 @@ class ScreenSink(Sink):
             asyncio.set_event_loop(loop)
             self._loop = loop
             try:
-                self._server = ScreenServer(self.city, EventHub())
+                self._server = ScreenServer(self.city, EventHub(), self.health_key)
                 self._server.weather, self._server.counts = self.weather, self.counts
                 loop.run_until_complete(self._listen())
             except BaseException as exc:
@@ -134,6 +140,8 @@ class ScreenSink(Sink):
         self.address = f"{self.city.dispatch.host}:{port}"
 
     def process_batch(self, batch: pa.RecordBatch, input_index: int, out: Collector) -> None:
+        if input_index < len(self.EVENTS):
+            batch = self.EVENTS[input_index](batch)
         for row in batch.to_pylist():
             kind, district, payload = row["kind"], row["district"], json.loads(row["payload"])
             if kind == "weather":
@@ -144,6 +152,17 @@ class ScreenSink(Sink):
             self.published[kind] += 1
             if self._loop is not None and self._server is not None:
                 asyncio.run_coroutine_threadsafe(self._server.hub.publish(kind, district, payload), self._loop)
+
+    def snapshot(self) -> bytes:
+        """The latest weather and counts per district (the window's counts come once a window)."""
+        return json.dumps({"weather": self.weather, "counts": self.counts}).encode()
+
+    def restore(self, state: Any) -> None:
+        saved = json.loads(bytes(state))
+        self.weather.clear()
+        self.weather.update(saved["weather"])
+        self.counts.clear()
+        self.counts.update(saved["counts"])
 
     def close(self) -> None:
         (Path(self.city.dispatch.log_dir) / "screen.address").unlink(missing_ok=True)

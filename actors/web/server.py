@@ -20,9 +20,10 @@ class ScreenServer:
     latest reading per district and the last 24 hours' incidents by kind per district, kept
     by whoever feeds the hub."""
 
-    def __init__(self, city: City, hub: EventHub) -> None:
+    def __init__(self, city: City, hub: EventHub, health_key: str = "") -> None:
         self.city = city
         self.hub = hub
+        self.health_key = health_key
         self.tokens = {t.token_sha256: frozenset(t.districts) for t in city.dispatch.tokens}
         self.weather: dict[str, dict[str, float]] = {}
         self.counts: dict[str, dict[str, int]] = {}
@@ -33,6 +34,7 @@ class ScreenServer:
                 web.get("/events", self.events),
                 web.get("/residents/{district}", self.residents),
                 web.get("/api/residents/{district}", self.residents_data),
+                web.post("/api/health", self.health),
             ]
         )
 
@@ -62,6 +64,14 @@ class ScreenServer:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         return response
+
+    async def health(self, request: web.Request) -> web.Response:
+        """The job's driver posts the pipeline's health (rates, watermark lag, backpressure,
+        checkpoints) with the key the job was built with; every operator sees it."""
+        if not self.health_key or request.headers.get("X-Citystream-Key") != self.health_key:
+            raise web.HTTPForbidden(text="only the job's driver posts the health")
+        await self.hub.publish("health", "", await request.json())
+        return web.Response(status=204)
 
     def _district(self, request: web.Request) -> str:
         district = request.match_info["district"]

@@ -55,6 +55,13 @@ def test_events_are_scoped_by_token_and_a_page_that_comes_back_gets_what_it_miss
             assert f"id: {hub.epoch}:1\n" in await read_events(other, 4)
             page = await (await client.get("/?token=songdo-demo-token")).text()
             assert 'id="weather-songdo-pm10"' in page and "weather-cheongna" not in page and "EventSource" in page
+            # The pipeline's health: only from the job's driver (the key), then to every operator.
+            assert (await client.post("/api/health", json={"rows_per_s": {}})).status == 403
+            keyed = ScreenServer(CITY, hub, "k3y")
+            async with TestClient(TestServer(keyed.app)) as driver:
+                posted = await driver.post("/api/health", json={"backpressure_s": 1.5}, headers={"X-Citystream-Key": "k3y"})
+                assert posted.status == 204 and hub.events[-1].kind == "health"
+                assert hub.events[-1].data == {"backpressure_s": 1.5} and hub.events[-1].district == ""
             residents = await client.get("/residents/songdo")
             assert residents.status == 200 and (await client.get("/residents/atlantis")).status == 404
 
@@ -69,17 +76,17 @@ async def read_events(response, count: int) -> str:
     return text
 
 
-def test_the_screen_sink_keeps_the_latest_weather_and_counts_and_serves_them():
+def test_the_screen_keeps_the_latest_weather_and_counts_and_serves_them():
     import dataclasses
     import json
     import urllib.request
 
     import pyarrow as pa
 
-    from actors.web.screen import SCREEN_EVENT, ScreenSink
+    from actors.web.screen import SCREEN_EVENT, Screen
 
     city = dataclasses.replace(CITY, screen=dataclasses.replace(CITY.screen, port=0))
-    sink = ScreenSink(city)
+    sink = Screen(city)
     sink.open(0, 1)
     try:
         rows = [
@@ -89,7 +96,7 @@ def test_the_screen_sink_keeps_the_latest_weather_and_counts_and_serves_them():
         ]
         table = pa.Table.from_pylist(rows, schema=pa.schema([pa.field("ts", pa.int64()), *list(SCREEN_EVENT)[1:]]))
         batch = table.cast(SCREEN_EVENT).to_batches()[0]
-        sink.process_batch(batch, 0, None)  # type: ignore[arg-type]
+        sink.process_batch(batch, 3, None)  # type: ignore[arg-type]  # events as they are (no input of that index)
         with urllib.request.urlopen(f"http://{sink.address}/api/residents/songdo", timeout=5) as response:
             data = json.loads(response.read())
         assert data == {"weather": WEATHER, "incidents_24h": {"fire": 3}}
