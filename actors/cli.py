@@ -505,17 +505,19 @@ def _run_on_ray(
 
 
 INGEST_OPERATORS = ("ingest_detections", "ingest_readings")  # of live runs with an ingest port
+WEB_OPERATORS = ("screen",)  # the operations screen and the residents' pages
 
 
 def placement_policy(city: City, live: bool = False) -> Any:
     """The city's ``[placement]`` as a ``cluster.placement.PlacementPolicy``: the district
-    actors spread, the simulated cameras and stations next to their district, the gateways and
-    the ingest services (live runs) on the nodes labelled for them."""
+    actors spread, the simulated cameras and stations next to their district, the city's
+    network edge (the gateways, the screen, the ingest services of live runs) on the nodes
+    labelled for it."""
     from actors.city import source_districts
     from cluster.placement import PlacementPolicy
 
     config = city.placement
-    edge = ("gateways", *(INGEST_OPERATORS if live and city.dispatch.ingest_port >= 0 else ()))
+    edge = ("gateways", *WEB_OPERATORS, *(INGEST_OPERATORS if live and city.dispatch.ingest_port >= 0 else ()))
     return PlacementPolicy(
         spread=None if config.districts == "none" else "districts",
         strategy="spread" if config.districts == "none" else config.districts,

@@ -97,7 +97,11 @@ class Screen(Operator):
         if parallelism != 1:
             raise CitystreamError(f"the screen runs as one task, not {parallelism}")
         if self.serve:
-            self._start()
+            try:
+                self._start()
+            except CitystreamError as exc:
+                # A view of the job, not part of it: the dispatch to the police goes on without it.
+                logger.error("%s; the job goes on without the operations screen", exc)
 
     def _start(self, timeout: float = 30.0) -> None:
         from actors.web.server import ScreenServer

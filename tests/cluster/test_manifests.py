@@ -22,7 +22,8 @@ CLUSTER = Path(__file__).resolve().parent.parent.parent / "cluster"
 CITY = load_city()
 IMAGE = f"rayproject/ray:{ray.__version__}-py{sys.version_info.major}{sys.version_info.minor}-cpu"
 GATEWAY_PORTS = sorted(g.port for g in CITY.gateways)
-EDGE_PORTS = GATEWAY_PORTS + [CITY.dispatch.ingest_port, CITY.dispatch.ingest_port + 1]  # and the ingest services
+# The gateways, the ingest services and the screen: the city's network edge, on the labelled nodes.
+EDGE_PORTS = sorted([*GATEWAY_PORTS, CITY.dispatch.ingest_port, CITY.dispatch.ingest_port + 1, CITY.screen.port])
 
 
 def documents(name: str) -> dict[str, Any]:

@@ -69,12 +69,12 @@ def test_the_city_policy_maps_each_camera_group_and_station_to_its_district():
     index = {d: i for i, d in enumerate(city.district_ids())}
     assert policy.near["cameras"] == [index[group[0].district] for group in city.camera_groups()]
     assert policy.near["stations"] == [index[s.district] for s in city.stations]
-    assert policy.labels == {"gateways": "gateway"} and not policy.labels_required
+    assert policy.labels == {"gateways": "gateway", "screen": "gateway"} and not policy.labels_required
     # Live, the ingest services (the other gRPC edge of the city) go to the labelled nodes too.
-    edge = {"gateways": "gateway", "ingest_detections": "gateway", "ingest_readings": "gateway"}
+    edge = {"gateways": "gateway", "screen": "gateway", "ingest_detections": "gateway", "ingest_readings": "gateway"}
     assert placement_policy(city, live=True).labels == edge
     no_ingest = load_city(overrides=["dispatch.ingest_port=-1"])
-    assert placement_policy(no_ingest, live=True).labels == {"gateways": "gateway"}
+    assert placement_policy(no_ingest, live=True).labels == {"gateways": "gateway", "screen": "gateway"}
     # A camera group that spans districts runs anywhere; placement can be turned off.
     mixed = dataclasses.replace(city, cameras=tuple(dataclasses.replace(c, group="all") for c in city.cameras))
     assert placement_policy(mixed).near["cameras"] == [None]
