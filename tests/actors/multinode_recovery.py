@@ -37,7 +37,7 @@ def main(root: Path, duration_s: float, seed: int) -> dict[str, object]:
         executor = RayExecutor(
             channels=ChannelOptions(linger_ms=2), checkpoints=checkpoint_options(city, interval_s=0.25), colocation=colocation
         )
-        job = executor.submit(city_flow(city, mode="replay", duration_s=duration_s, seed=seed))
+        job = executor.submit(city_flow(city, mode="replay", duration_s=duration_s, seed=seed, screen=False))
         consoles = [Console(city, i) for i in range(len(city.gateways))]
         for console in consoles:
             console.start()

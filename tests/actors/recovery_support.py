@@ -68,7 +68,7 @@ def scratch_city(root: Path) -> City:
 
 def reference_ids(city: City, duration_s: float, seed: int) -> list[str]:
     """The incident ids of a run without failure (inline: deterministic, no actors)."""
-    result = InlineExecutor().run(city_flow(city, mode="replay", duration_s=duration_s, seed=seed, serve=False))
+    result = InlineExecutor().run(city_flow(city, mode="replay", duration_s=duration_s, seed=seed, serve=False, screen=False))
     return sorted(result.table("gateways")["incident_id"].to_pylist())
 
 

@@ -15,8 +15,8 @@ def incident_ids(result):
 
 
 def test_the_simulated_city_raises_the_same_incident_ids_on_ray_as_inline(ray_instance):
-    inline = InlineExecutor().run(city_flow(CITY, mode="replay", duration_s=120, seed=11, serve=False))
-    flow = city_flow(CITY, mode="replay", duration_s=120, seed=11, serve=False)
+    inline = InlineExecutor().run(city_flow(CITY, mode="replay", duration_s=120, seed=11, serve=False, screen=False))
+    flow = city_flow(CITY, mode="replay", duration_s=120, seed=11, serve=False, screen=False)
     on_ray = RayExecutor(channels=ChannelOptions(linger_ms=2)).run(flow, timeout=300)
     assert incident_ids(on_ray) == incident_ids(inline)
     assert len(incident_ids(inline)) >= 3

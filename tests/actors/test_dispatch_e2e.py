@@ -34,7 +34,7 @@ def test_a_console_subscribed_to_a_gateway_receives_its_incidents_on_ray(ray_ins
         dispatch=dataclasses.replace(city.dispatch, log_dir=str(tmp_path)),
     )
     gateway = "incheon-yeonsu-police"
-    job = RayExecutor(channels=ChannelOptions(linger_ms=2)).submit(city_flow(city, mode="replay", duration_s=240, seed=7))
+    job = RayExecutor(channels=ChannelOptions(linger_ms=2)).submit(city_flow(city, mode="replay", duration_s=240, seed=7, screen=False))
     received, songdo_only = [], []
 
     def console(token, into):

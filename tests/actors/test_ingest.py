@@ -179,7 +179,7 @@ def test_detections_pushed_into_the_live_city_raise_an_incident_at_a_console(ray
         gateways=tuple(dataclasses.replace(g, port=0) for g in city.gateways),
         dispatch=dataclasses.replace(city.dispatch, log_dir=str(tmp_path), ingest_port=0),
     )
-    job = RayExecutor(channels=ChannelOptions(linger_ms=2)).submit(city_flow(city, mode="live"))
+    job = RayExecutor(channels=ChannelOptions(linger_ms=2)).submit(city_flow(city, mode="live", screen=False))
     try:
 
         def address(name):

@@ -45,7 +45,7 @@ def test_killed_district_and_gateway_actors_lose_no_incident_and_deliver_none_tw
     assert len(expected) >= 10
     options = checkpoint_options(city, interval_s=0.25)
     executor = RayExecutor(channels=ChannelOptions(linger_ms=2), checkpoints=options)
-    job = executor.submit(city_flow(city, mode="replay", duration_s=DURATION_S, seed=SEED))
+    job = executor.submit(city_flow(city, mode="replay", duration_s=DURATION_S, seed=SEED, screen=False))
     consoles = [Console(city, i) for i in range(len(city.gateways))]
     for console in consoles:
         console.start()

@@ -51,6 +51,7 @@ def run(detections, readings=None, executor=None):
         cameras=TableSource(table(detections, DETECTION), batch_size=50),
         stations=TableSource(table(readings if readings is not None else calm(), WEATHER), batch_size=50),
         serve=False,  # the rules only: no incident log, no gRPC server (tests/actors/test_dispatch.py has those)
+        screen=False,  # nor the screens (tests/actors/test_web.py)
     )
     return (executor or InlineExecutor()).run(flow)
 

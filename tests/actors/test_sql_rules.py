@@ -26,7 +26,7 @@ def city():
 
 @pytest.fixture(scope="module")
 def python_incidents(city):
-    result = InlineExecutor().run(city_flow(city, mode="replay", duration_s=DURATION_S, seed=SEED, serve=False))
+    result = InlineExecutor().run(city_flow(city, mode="replay", duration_s=DURATION_S, seed=SEED, serve=False, screen=False))
     return gateway_incidents(result.outputs)
 
 

@@ -118,7 +118,7 @@ def test_load_city_raises_one_incident_per_scheduled_intrusion(tmp_path):
     start = int(time.time() * 1000)
     cameras = ScheduledDetections(city, schedule, clock=start, end_after=True)
     stations = ScheduledReadings(city, schedule, interval_s=0.2, clock=start, end_after=True)
-    flow = city_flow(city, cameras=cameras, stations=stations, mode="live", serve=False, camera_tasks=2, station_tasks=1)
+    flow = city_flow(city, cameras=cameras, stations=stations, mode="live", serve=False, screen=False, camera_tasks=2, station_tasks=1)
     result = InlineExecutor().run(flow)
     incidents = pa.concat_tables(result.outputs["gateways"])
     assert incidents.num_rows == schedule.total_intrusions() == 16
