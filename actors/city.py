@@ -205,10 +205,10 @@ def city_flow(
 def _screen(flow: Dataflow, city: City, incidents: Stream, readings: Stream, serve: bool, key: str) -> None:
     """One screen task (``actors.web.screen.Screen``) fed by the incidents (input 0), the
     readings (1) and the incidents' counts of a tumbling window by district and kind (2)."""
-    from actors.web.screen import SCREEN_EVENT, Screen
+    from actors.web.screen import SCREEN_OUTPUT, Screen
     from operators import Tumbling, agg
 
     window = Tumbling(timedelta(seconds=city.screen.counts_window_s))
     counts = incidents.key_by("district", "kind").window(window, [agg("count")], name="incident_counts").with_parallelism(1)
     # It emits nothing: a sink of three inputs (its output schema is only declared).
-    incidents.process(lambda: Screen(city, serve, key), SCREEN_EVENT, "screen", others=[readings, counts], event_time="ts")
+    incidents.process(lambda: Screen(city, serve, key), SCREEN_OUTPUT, "screen", others=[readings, counts], event_time="ts")

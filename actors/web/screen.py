@@ -1,6 +1,6 @@
-"""The screens' task in the city job (issue 10, work in progress): incidents, weather readings
-and the 24-hour counts reach it as one stream of events (``SCREEN_EVENT``); it serves the
-operations page, the live events and the residents' pages on its own event-loop thread."""
+"""The screens' task in the city job: incidents, weather readings and the window's counts are
+its three inputs, each row an event for the pages; it serves the operations page, the live
+events and the residents' pages on its own event-loop thread."""
 
 from __future__ import annotations
 
@@ -21,24 +21,13 @@ from engine import CitystreamError, Collector, Operator
 
 logger = logging.getLogger(__name__)
 
-SCREEN_EVENT = pa.schema(
-    [pa.field("ts", TIME), pa.field("kind", pa.string()), pa.field("district", pa.string()), pa.field("payload", pa.string())]
-)
+# The screen emits nothing; this is only its declared output (a process needs one).
+SCREEN_OUTPUT = pa.schema([pa.field("ts", TIME)])
+
+ScreenEvent = tuple[str, str, dict[str, Any]]  # kind, district, what the page gets
 
 
-def _events(ts: pa.Array, kind: str, districts: list[str], payloads: list[dict[str, Any]]) -> pa.RecordBatch:
-    return pa.record_batch(
-        [
-            ts.cast(TIME),
-            pa.array([kind] * len(districts), pa.string()),
-            pa.array(districts, pa.string()),
-            pa.array([json.dumps(p, default=str) for p in payloads], pa.string()),
-        ],
-        schema=SCREEN_EVENT,
-    )
-
-
-def incident_events(batch: pa.RecordBatch) -> pa.RecordBatch:
+def incident_events(batch: pa.RecordBatch) -> list[ScreenEvent]:
     """Incidents as screen events: what the page shows and the evidence and weather of a click."""
     rows = batch.to_pylist()
     payloads = [
@@ -54,21 +43,19 @@ def incident_events(batch: pa.RecordBatch) -> pa.RecordBatch:
         }
         for r in rows
     ]
-    return _events(batch.column("trigger_time"), "incident", [r["district"] for r in rows], payloads)
+    return [("incident", r["district"], p) for r, p in zip(rows, payloads, strict=True)]
 
 
-def weather_events(batch: pa.RecordBatch) -> pa.RecordBatch:
+def weather_events(batch: pa.RecordBatch) -> list[ScreenEvent]:
     """Readings as screen events: a station's seven fields of the district's weather."""
     rows = batch.to_pylist()
-    payloads = [{"station": r["station"], "values": {f: r[f] for f in WEATHER_CONTEXT}} for r in rows]
-    return _events(batch.column("ts"), "weather", [r["district"] for r in rows], payloads)
+    return [("weather", r["district"], {"station": r["station"], "values": {f: r[f] for f in WEATHER_CONTEXT}}) for r in rows]
 
 
-def count_events(batch: pa.RecordBatch) -> pa.RecordBatch:
+def count_events(batch: pa.RecordBatch) -> list[ScreenEvent]:
     """The 24-hour window's incidents by district and kind, as screen events (no camera, no place)."""
     rows = batch.to_pylist()
-    payloads = [{"kind": r["kind"], "count": r["count"], "window_end": str(r["window_end"])} for r in rows]
-    return _events(batch.column("window_end"), "counts", [r["district"] for r in rows], payloads)
+    return [("counts", r["district"], {"kind": r["kind"], "count": r["count"], "window_end": str(r["window_end"])}) for r in rows]
 
 
 class Screen(Operator):
@@ -144,18 +131,19 @@ class Screen(Operator):
         self.address = f"{self.city.dispatch.host}:{port}"
 
     def process_batch(self, batch: pa.RecordBatch, input_index: int, out: Collector) -> None:
-        if input_index < len(self.EVENTS):
-            batch = self.EVENTS[input_index](batch)
-        for row in batch.to_pylist():
-            kind, district, payload = row["kind"], row["district"], json.loads(row["payload"])
-            if kind == "weather":
-                self.weather[district] = payload["values"]
-                payload = {"district": district, **payload}
-            elif kind == "counts":
-                self.counts.setdefault(district, {})[payload["kind"]] = payload["count"]
-            self.published[kind] += 1
-            if self._loop is not None and self._server is not None:
-                asyncio.run_coroutine_threadsafe(self._server.hub.publish(kind, district, payload), self._loop)
+        for kind, district, payload in self.EVENTS[input_index](batch):
+            self.publish(kind, district, payload)
+
+    def publish(self, kind: str, district: str, payload: dict[str, Any]) -> None:
+        """Keeps a reading's weather or a window's count, and hands the event to the pages."""
+        if kind == "weather":
+            self.weather[district] = payload["values"]
+            payload = {"district": district, **payload}
+        elif kind == "counts":
+            self.counts.setdefault(district, {})[payload["kind"]] = payload["count"]
+        self.published[kind] += 1
+        if self._loop is not None and self._server is not None:
+            asyncio.run_coroutine_threadsafe(self._server.hub.publish(kind, district, payload), self._loop)
 
     def snapshot(self) -> bytes:
         """The latest weather and counts per district (the window's counts come once a window)."""

@@ -81,22 +81,15 @@ def test_the_screen_keeps_the_latest_weather_and_counts_and_serves_them():
     import json
     import urllib.request
 
-    import pyarrow as pa
-
-    from actors.web.screen import SCREEN_EVENT, Screen
+    from actors.web.screen import Screen
 
     city = dataclasses.replace(CITY, screen=dataclasses.replace(CITY.screen, port=0))
     sink = Screen(city)
     sink.open(0, 1)
     try:
-        rows = [
-            {"ts": 0, "kind": "weather", "district": "songdo", "payload": json.dumps({"station": "s", "values": WEATHER})},
-            {"ts": 1, "kind": "counts", "district": "songdo", "payload": json.dumps({"kind": "fire", "count": 3})},
-            {"ts": 2, "kind": "incident", "district": "songdo", "payload": json.dumps({"incident_id": "x", "severity": 4})},
-        ]
-        table = pa.Table.from_pylist(rows, schema=pa.schema([pa.field("ts", pa.int64()), *list(SCREEN_EVENT)[1:]]))
-        batch = table.cast(SCREEN_EVENT).to_batches()[0]
-        sink.process_batch(batch, 3, None)  # type: ignore[arg-type]  # events as they are (no input of that index)
+        sink.publish("weather", "songdo", {"station": "s", "values": WEATHER})
+        sink.publish("counts", "songdo", {"kind": "fire", "count": 3})
+        sink.publish("incident", "songdo", {"incident_id": "x", "severity": 4})
         with urllib.request.urlopen(f"http://{sink.address}/api/residents/songdo", timeout=5) as response:
             data = json.loads(response.read())
         assert data == {"weather": WEATHER, "incidents_24h": {"fire": 3}}
